@@ -1,0 +1,102 @@
+"""5-point alignment: a similarity transform maps MTCNN's landmarks onto one canonical template
+so every model sees faces at the same place, size and rotation."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Template in crop units (0..1): left eye, right eye, nose tip, left and right mouth corner,
+# as seen in the image (the person's right eye is on the image's left). The eyes are a quarter
+# of the crop apart, which leaves the chin, the forehead and some hair inside the square.
+TEMPLATE = np.array(
+    [
+        [0.375, 0.415],
+        [0.625, 0.415],
+        [0.500, 0.555],
+        [0.400, 0.680],
+        [0.600, 0.680],
+    ],
+    dtype=np.float64,
+)
+
+MODEL_SIZE = 128
+
+
+def template_points(size: int) -> np.ndarray:
+    return TEMPLATE * size
+
+
+# The eyes weigh most in the fit: they are the most reliable landmarks, and a smile moves
+# the mouth corners, which must not tilt or shrink the crop.
+POINT_WEIGHTS = np.array([3.0, 3.0, 1.0, 0.5, 0.5])
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares rotation+uniform scale+translation taking src points to dst
+    (Umeyama 1991). Returns a 2x3 matrix."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    src_mean, dst_mean = w @ src, w @ dst
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = (dst_c * w[:, None]).T @ src_c
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1  # no reflections: a mirrored face is a different face
+    rot = u @ np.diag(d) @ vt
+    var_src = (w * (src_c ** 2).sum(1)).sum()
+    scale = (s * d).sum() / var_src
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rot
+    matrix[:, 2] = dst_mean - scale * rot @ src_mean
+    return matrix
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = MODEL_SIZE) -> np.ndarray:
+    """2x3 matrix from photo pixels to crop pixels for a crop of `size`."""
+    return similarity_transform(landmarks, template_points(size), POINT_WEIGHTS)
+
+
+def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Aligned square crop. Faces near the photo's border are padded by repeating edge pixels,
+    which keeps the model's input free of black wedges."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if _scale(matrix) < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _scale(matrix: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
+def crop_scale(matrix: np.ndarray) -> float:
+    """Crop pixels per photo pixel."""
+    return _scale(matrix)
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = MODEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    matrix = alignment_matrix(landmarks, size)
+    if crop_scale(matrix) < 1:
+        # Shrinking a big face: blur first so the small crop is not aliased.
+        return _downscaled_crop(image, landmarks, size), matrix
+    return warp_crop(image, matrix, size), matrix
+
+
+def _downscaled_crop(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Warp at native resolution first, then resize with area averaging (no aliasing)."""
+    native = alignment_matrix(landmarks, size)
+    scale = crop_scale(native)
+    big = max(size, int(round(size / scale)))
+    big_matrix = alignment_matrix(landmarks, big)
+    crop = cv2.warpAffine(image, big_matrix, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(matrix)

@@ -1,0 +1,346 @@
+"""stoic's command line. Every image command follows the batch conventions in stoic_cli.batch."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="""Remove, transfer and edit facial expressions in photos.
+
+[bold]Examples[/]
+
+  stoic neutralize photo.jpg                 writes photo_neutral.jpg next to it
+  stoic neutralize ids/ -o out/ --recursive  a whole folder tree, mirrored into out/
+  stoic transfer --expr smile.jpg me.jpg     gives me.jpg the expression of smile.jpg
+  stoic edit me.jpg --attr smile=0.5         half a smile
+  stoic detect photo.jpg --json              faces, scores and landmarks
+
+Trained weights are for non-commercial research use (see models/README.md).""",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Prepare training data from the shared face datasets.")
+train_app = typer.Typer(no_args_is_help=True, help="Train StoicNet's stages and export them to ONNX.")
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+
+out = Console()
+err = Console(stderr=True)
+
+InputsArg = typer.Argument(..., help="Image files and/or folders.", show_default=False)
+OutDirOpt = typer.Option(None, "-o", "--output", help="Folder for results (default: next to each input).")
+RecursiveOpt = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace outputs that already exist (inputs are never touched).")
+ReportOpt = typer.Option(None, "--report", help="Write one CSV row per input: path, faces, status, message, seconds.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runtime provider and MTCNN device).")
+LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face of each photo (default: every face).")
+ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
+MinEyeOpt = typer.Option(20.0, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
+
+
+def _torch_device(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    from stoic_cli.runtime import gpu_present
+    if device == "cuda" and not gpu_present():
+        err.print("[red]error:[/] --device cuda asked for, but no CUDA GPU is visible")
+        raise typer.Exit(2)
+    return "cuda" if gpu_present() else "cpu"
+
+
+def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
+    from stoic_cli.batch import FAILED, summary, write_report
+
+    if report:
+        write_report(outcomes, report)
+    if not outcomes:
+        err.print("[red]error:[/] no images found in the given inputs")
+        raise typer.Exit(2)
+    err.print(summary(outcomes))
+    if any(o.status == FAILED for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0):
+    from stoic_cli.detection import FaceDetector
+    from stoic_cli.models import FaceModels, ModelNotFound
+    from stoic_cli.pipeline import Pipeline
+
+    try:
+        models = FaceModels(models_dir, device=device)
+        provider = models.provider
+    except (ModelNotFound, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    err.print(f"models: {models.dir} on {provider}", highlight=False)
+    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes)
+
+
+def _message(result) -> str:
+    return f"{result.skipped_small} small face(s) skipped" if result.skipped_small else ""
+
+
+# --------------------------------------------------------------------------- detect / crop / info
+
+@app.command()
+def detect(
+    images: List[Path] = InputsArg,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
+    recursive: bool = RecursiveOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+):
+    """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.detection import FaceDetector
+    from stoic_cli.images import load_photo
+
+    detector = FaceDetector(device=_torch_device(device))
+    jobs = plan_jobs(images, None, None, recursive)
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces = detector.detect(photo.rgb)
+        if as_json:
+            print(json.dumps({"path": str(job.source), "width": photo.width, "height": photo.height,
+                              "faces": [f.to_dict() for f in faces]}))
+        else:
+            table = Table(title=f"{job.source} ({photo.width}x{photo.height})", show_lines=False)
+            for col in ("#", "box x1,y1,x2,y2", "score", "eye distance"):
+                table.add_column(col)
+            for i, f in enumerate(faces):
+                table.add_row(str(i), ", ".join(f"{v:.0f}" for v in f.box), f"{f.score:.3f}", f"{f.eye_distance:.0f}")
+            out.print(table)
+        if not faces:
+            raise ValueError("no face found")
+        return len(faces), f"{len(faces)} face(s)"
+
+    _finish(run_jobs(jobs, work, console=err, label="detecting"), report)
+
+
+@app.command()
+def crop(
+    images: List[Path] = InputsArg,
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the crops."),
+    size: int = typer.Option(128, "--size", min=16, max=4096, help="Crop side in pixels (the models use 128)."),
+    recursive: bool = RecursiveOpt,
+    overwrite: bool = OverwriteOpt,
+    largest: bool = LargestOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+    min_eyes: float = MinEyeOpt,
+):
+    """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
+    from stoic_cli.alignment import align_face
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.detection import FaceDetector, split_small_faces
+    from stoic_cli.images import load_photo, save_rgb
+
+    detector = FaceDetector(device=_torch_device(device))
+    jobs = plan_jobs(images, "crop", output, recursive)
+    for job in jobs:
+        job.output = job.output.with_suffix(".png")  # crops are lossless
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces, small = split_small_faces(detector.detect(photo.rgb), min_eyes)
+        if not faces:
+            raise ValueError("no usable face found" + (f" ({len(small)} too small)" if small else ""))
+        faces = faces[:1] if largest else faces
+        for i, f in enumerate(faces):
+            c, _ = align_face(photo.rgb, f.landmarks, size)
+            target = job.output if i == 0 else job.output.with_name(f"{job.output.stem}{i}.png")
+            save_rgb(c, target)
+        return len(faces), (f"{small} small face(s) skipped" if small else "")
+
+    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="cropping"), report)
+
+
+@app.command()
+def info(models: Optional[Path] = ModelsOpt):
+    """Versions, model files found and ONNX Runtime providers."""
+    import importlib.metadata as md
+
+    from stoic_cli import __version__
+    from stoic_cli.models import NETWORKS, candidate_dirs
+    from stoic_cli.runtime import available_providers, choose_providers, gpu_present
+
+    table = Table(title=f"stoic {__version__}", show_header=False)
+    table.add_row("python", sys.version.split()[0])
+    for pkg in ("torch", "onnxruntime-gpu", "facenet-pytorch", "opencv-python-headless", "numpy", "typer"):
+        try:
+            table.add_row(pkg, md.version(pkg))
+        except md.PackageNotFoundError:
+            table.add_row(pkg, "[red]not installed[/]")
+    table.add_row("ONNX Runtime providers", ", ".join(available_providers()))
+    table.add_row("GPU present", str(gpu_present()))
+    table.add_row("providers used (auto)", ", ".join(choose_providers("auto")))
+    for d in candidate_dirs(models):
+        found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
+        extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
+        table.add_row(f"models in {d}", ", ".join(found + extra) or "-")
+    out.print(table)
+
+
+# --------------------------------------------------------------------------- neutralize
+
+def _compare_sheet(photo_rgb, result_rgb, path: Path) -> None:
+    import numpy as np
+    from stoic_cli.images import save_rgb
+
+    save_rgb(np.concatenate([photo_rgb, result_rgb], axis=1), path)
+
+
+@app.command()
+def neutralize(
+    images: List[Path] = InputsArg,
+    output: Optional[Path] = OutDirOpt,
+    strength: float = typer.Option(1.0, "--strength", "-s", help="0 = unchanged, 1 = neutral, >1 extrapolates past neutral."),
+    compare: bool = typer.Option(False, "--compare", help="Also write <stem>_compare.png: input | output."),
+    recursive: bool = RecursiveOpt,
+    overwrite: bool = OverwriteOpt,
+    largest: bool = LargestOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+    models: Optional[Path] = ModelsOpt,
+    min_eyes: float = MinEyeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Remove the expression from every face; writes <stem>_neutral<ext>.
+
+    Only the face changes: hair, background and clothes keep their original pixels."""
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.images import load_photo, save_photo
+    from stoic_cli.latent import neutralize_codes
+
+    pipe = _load_pipeline(models, device, min_eyes)
+    jobs = plan_jobs(images, "neutral", output, recursive)
+
+    def work(job):
+        photo = load_photo(job.source)
+        result = pipe.run(photo, lambda z, zn: neutralize_codes(z, zn, strength), largest)
+        save_photo(photo, result.rgb, job.output)
+        if compare:
+            _compare_sheet(photo.rgb, result.rgb, job.output.with_name(f"{job.source.stem}_compare.png"))
+        return len(result.faces), _message(result)
+
+    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="neutralizing", quiet=quiet), report)
+
+
+# --------------------------------------------------------------------------- data / train
+
+@data_app.command("prepare")
+def data_prepare(
+    datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets", help="Folder holding the shared datasets."),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="Where to write crops.npy, labels.csv, failures.csv."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Limit to these datasets (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many people per dataset (for quick tests)."),
+    workers: int = typer.Option(0, "--workers", help="Processes (default: up to 2)."),
+):
+    """Align the datasets with stoic's aligner into a cache, split by person (fixed seed)."""
+    from rich.progress import Progress
+
+    from stoic_cli.train.data import prepare
+
+    try:
+        with Progress(console=err, transient=True) as progress:
+            counts = prepare(datasets, cache, only, limit, workers or None, progress=progress)
+    except (FileNotFoundError, KeyError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    table = Table(title=f"aligned crops in {cache}")
+    for col in ("dataset", "train", "val", "test", "failed"):
+        table.add_column(col, justify="right")
+    for ds, c in counts.items():
+        table.add_row(ds, *(str(c.get(k, 0)) for k in ("train", "val", "test", "failed")))
+    out.print(table)
+    out.print(f"failures listed in {cache / 'failures.csv'}")
+
+
+def _train_config(config: Optional[Path], cache: Optional[Path], run: Optional[Path], overrides: List[str]):
+    from stoic_cli.train.trainer import TrainConfig
+
+    extra = {}
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    try:
+        return TrainConfig.load(config, cache=str(cache) if cache else None, run=str(run) if run else None, **extra)
+    except (ValueError, TypeError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+
+
+ConfigOpt = typer.Option(None, "--config", help="JSON file of TrainConfig values.")
+CacheOpt = typer.Option(None, "--cache", help="Training cache from `stoic data prepare` (default: cache/).")
+RunOpt = typer.Option(None, "--run", help="Run folder for checkpoints and logs (default: runs/stoicnet).")
+SetOpt = typer.Option(None, "--set", help="Override one config value, e.g. --set vae_steps=100 (repeatable).")
+TorchDeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
+
+
+@train_app.command("run")
+def train_run(
+    stage: str = typer.Argument(..., help="vae | enhancer | neutralizer | attributes | all"),
+    config: Optional[Path] = ConfigOpt,
+    cache: Optional[Path] = CacheOpt,
+    run: Optional[Path] = RunOpt,
+    set_: Optional[List[str]] = SetOpt,
+    device: str = TorchDeviceOpt,
+):
+    """Train one stage (resumes from its checkpoint) or all of them in order."""
+    from rich.progress import Progress
+
+    from stoic_cli.train import trainer
+
+    cfg = _train_config(config, cache, run, set_)
+    dev = trainer.device_for(device)
+    stages = ["vae", "enhancer", "neutralizer", "attributes"] if stage == "all" else [stage]
+    funcs = {"vae": trainer.train_vae, "enhancer": trainer.train_enhancer,
+             "neutralizer": trainer.train_neutralizer}
+    for s in stages:
+        if s == "attributes":
+            from stoic_cli.train.attributes import fit_attributes
+            path = fit_attributes(cfg, dev)
+        elif s in funcs:
+            with Progress(console=err, transient=True) as progress:
+                path = funcs[s](cfg, dev, progress)
+        else:
+            err.print(f"[red]error:[/] unknown stage {s!r}: vae, enhancer, neutralizer, attributes or all")
+            raise typer.Exit(2)
+        out.print(f"{s}: {path}")
+
+
+@train_app.command("export")
+def train_export(
+    run: Path = typer.Option(Path("runs/stoicnet"), "--run", help="Run folder with the trained checkpoints."),
+    output: Path = typer.Option(Path("models"), "-o", "--output", help="Folder for the ONNX files."),
+):
+    """Export encoder, neutralizer, decoder and enhancer to ONNX (+ attributes.json if fitted)."""
+    import shutil
+
+    from stoic_cli.train.export import export_all
+
+    for p in export_all(run, output):
+        out.print(f"wrote {p}")
+    if (run / "attributes.json").exists():
+        shutil.copy(run / "attributes.json", output / "attributes.json")
+        out.print(f"wrote {output / 'attributes.json'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

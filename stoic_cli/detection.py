@@ -1,0 +1,88 @@
+"""Face detection with MTCNN (facenet-pytorch; its P/R/O-net weights ship inside the wheel)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Faces whose eyes are closer than this (in photo pixels) are too small to edit credibly.
+MIN_EYE_DISTANCE = 20.0
+# Detection runs on a copy whose longer side is at most this; landmarks are scaled back.
+DETECT_MAX_SIDE = 1024
+
+
+@dataclass
+class Face:
+    box: np.ndarray  # x1, y1, x2, y2 in photo pixels
+    score: float
+    landmarks: np.ndarray  # 5x2: left eye, right eye, nose, mouth left, mouth right (image sides)
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+        }
+
+
+class FaceDetector:
+    """Finds every face in an RGB uint8 image: box, score and five landmarks."""
+
+    def __init__(self, device: str = "cpu", min_face_size: int = 20, threshold: float = 0.9):
+        import torch
+        from facenet_pytorch import MTCNN
+
+        self.device = device
+        self.threshold = threshold
+        self.mtcnn = MTCNN(keep_all=True, device=torch.device(device), min_face_size=min_face_size,
+                           post_process=False, select_largest=False)
+
+    def detect(self, rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Face]:
+        return self.detect_batch([rgb], max_side=max_side)[0]
+
+    def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE) -> list[list[Face]]:
+        """Images of one size are detected in one MTCNN call; mixed sizes one by one."""
+        import cv2
+        import torch
+
+        results: list[list[Face]] = []
+        same_size = len({im.shape for im in images}) == 1
+        groups = [images] if same_size else [[im] for im in images]
+        for group in groups:
+            h, w = group[0].shape[:2]
+            scale = min(1.0, max_side / max(h, w))
+            if scale < 1.0:
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+                small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in group]
+            else:
+                small = group
+            batch = np.stack(small)
+            with torch.inference_mode():
+                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+            for b, p, l in zip(boxes, probs, points):
+                faces = []
+                if b is not None:
+                    for box, prob, lm in zip(b, p, l):
+                        if prob is None or prob < self.threshold:
+                            continue
+                        faces.append(Face(box=np.asarray(box, np.float64) / scale, score=float(prob),
+                                          landmarks=np.asarray(lm, np.float64) / scale))
+                faces.sort(key=lambda f: -f.area)
+                results.append(faces)
+        return results
+
+
+def split_small_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTANCE) -> tuple[list[Face], list[Face]]:
+    """(usable, too small)."""
+    usable = [f for f in faces if f.eye_distance >= min_eye_distance]
+    small = [f for f in faces if f.eye_distance < min_eye_distance]
+    return usable, small

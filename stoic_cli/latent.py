@@ -1,0 +1,67 @@
+"""Edits in latent space. Every editing command is one function from the face's own code to an
+edited code; decoding both and pasting the difference is the pipeline's job.
+
+- neutralize (StoicNet): z + s * (Ntr(z) - z); s=1 is the learned neutral code, s>1 extrapolates.
+- transfer (LEED): Ntr(z_in) + alpha * (z_ref - Ntr(z_ref)); the reference's expression is its
+  displacement from its own neutral code, so no expression labels are needed.
+- attributes (EGGAN-style continuous amounts): z + sum_k amount_k * unit_k * direction_k, with
+  directions estimated from labelled photos (see stoic_cli.train.attributes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def neutralize_codes(z: np.ndarray, z_neutral: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    return z + strength * (z_neutral - z)
+
+
+def expression_displacement(z_ref: np.ndarray, z_ref_neutral: np.ndarray) -> np.ndarray:
+    """LEED's expression code of the reference: E(ref) - N(E(ref))."""
+    return z_ref - z_ref_neutral
+
+
+def transfer_codes(z_in_neutral: np.ndarray, displacement: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    return z_in_neutral + alpha * displacement
+
+
+@dataclass
+class Attribute:
+    name: str
+    direction: np.ndarray  # latent change for one unit of `unit`
+    minimum: float
+    maximum: float
+    unit: str
+    help: str
+    relative_to_neutral: bool = False  # expressions: amounts are applied to the neutral code
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict) -> "Attribute":
+        return cls(name=name, direction=np.asarray(d["direction"], np.float32), minimum=float(d["min"]),
+                   maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""),
+                   relative_to_neutral=bool(d.get("relative_to_neutral", False)))
+
+
+def load_attributes(table: dict) -> dict[str, Attribute]:
+    return {name: Attribute.from_dict(name, d) for name, d in table.get("attributes", {}).items()}
+
+
+def edit_codes(z: np.ndarray, z_neutral: np.ndarray, attributes: dict[str, Attribute],
+               amounts: dict[str, float]) -> np.ndarray:
+    """Apply several attribute amounts at once. Expression amounts are absolute intensities
+    (-1..1 of the typical expression), so they start from the neutral code's projection: asking
+    for smile=0.5 on a broad smile gives a half smile, not a smile and a half."""
+    out = z.astype(np.float32).copy()
+    for name, amount in amounts.items():
+        attr = attributes[name]
+        d = attr.direction
+        if attr.relative_to_neutral:
+            unit = d / max(float(d @ d), 1e-8)
+            # replace the current amount of this expression by the requested one
+            current = (out - z_neutral) @ unit
+            out = out + (amount - current)[..., None] * d
+        else:
+            out = out + amount * d
+    return out

@@ -1,0 +1,101 @@
+"""The model zoo: finds stoic's ONNX files and runs the face stack on aligned crops.
+
+Where models are looked for, first hit wins: ``--models DIR`` / ``STOIC_MODELS``, the
+checkout's ``models/`` folder (editable installs), ``<prefix>/share/stoic/models`` (wheels)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from stoic_cli.runtime import OnnxModel
+
+NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
+HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
+              "full checkout (`pip install -e .`), point --models/STOIC_MODELS at that folder, or "
+              "train and export your own (`stoic train all` then `stoic train export`).")
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
+    dirs = []
+    if explicit:
+        dirs.append(Path(explicit))
+    if os.environ.get("STOIC_MODELS"):
+        dirs.append(Path(os.environ["STOIC_MODELS"]))
+    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    dirs.append(Path(sys.prefix) / "share" / "stoic" / "models")
+    return dirs
+
+
+def find_model_dir(explicit: str | Path | None = None, required: tuple[str, ...] = NETWORKS) -> Path:
+    searched = candidate_dirs(explicit)
+    if explicit:
+        searched = searched[:1]  # an explicit folder must be complete; no silent fallback
+    for d in searched:
+        if all((d / f"{n}.onnx").exists() for n in required):
+            return d
+    first = searched[0]
+    missing = [f"{n}.onnx" for n in required if not (first / f"{n}.onnx").exists()]
+    raise ModelNotFound(f"model file(s) {', '.join(missing)} not found in {first} "
+                        f"(also looked in: {', '.join(str(d) for d in searched[1:]) or 'nowhere else'}). {HOW_TO_GET}")
+
+
+def to_model_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0
+
+
+def from_model_output(images: np.ndarray) -> np.ndarray:
+    """float NCHW in [-1, 1] -> float32 NHWC in [0, 255] (kept float: deltas need the precision)."""
+    return (np.clip(images, -1, 1).transpose(0, 2, 3, 1) + 1.0) * 127.5
+
+
+class FaceModels:
+    """encoder, neutralizer, decoder and enhancer, loaded lazily."""
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int = 0):
+        self.dir = find_model_dir(model_dir)
+        self.device, self.threads = device, threads
+        self._nets: dict[str, OnnxModel] = {}
+        meta_path = self.dir / "stoic.json"
+        self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.image_size = int(self.meta.get("image_size", 128))
+
+    def net(self, name: str) -> OnnxModel:
+        if name not in self._nets:
+            path = self.dir / f"{name}.onnx"
+            if not path.exists():
+                raise ModelNotFound(f"model file {path} not found. {HOW_TO_GET}")
+            self._nets[name] = OnnxModel(path, device=self.device, threads=self.threads)
+        return self._nets[name]
+
+    @property
+    def provider(self) -> str:
+        return self.net("encoder").provider
+
+    def encode(self, crops: np.ndarray) -> np.ndarray:
+        return self.net("encoder")(to_model_input(crops))
+
+    def neutralize(self, z: np.ndarray) -> np.ndarray:
+        return self.net("neutralizer")(z)
+
+    def decode(self, z: np.ndarray, enhance: bool = True) -> np.ndarray:
+        """Codes -> float NHWC images in [0, 255]."""
+        img = self.net("decoder")(np.asarray(z, np.float32))
+        if enhance:
+            img = self.net("enhancer")(img)
+        return from_model_output(img)
+
+    def attributes(self) -> dict:
+        """Latent attribute directions (see stoic_cli.latent), from attributes.json."""
+        path = self.dir / "attributes.json"
+        if not path.exists():
+            raise ModelNotFound(f"{path} not found: attribute directions are not installed. {HOW_TO_GET}")
+        return json.loads(path.read_text())

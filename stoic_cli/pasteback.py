@@ -1,0 +1,89 @@
+"""Putting edited faces back into the full-resolution photo (GFPGAN-style inverse warp).
+
+Edits are applied as a *change* (edited model output minus the model's own reconstruction)
+added to the original pixels, so skin texture, eyes and hair keep the photo's own detail and
+an unchanged face comes back unchanged. A feathered mask limits the change to the face; pixels
+where the mask is zero are copied byte for byte."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stoic_cli.alignment import TEMPLATE
+
+
+def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
+    """Soft ellipse over the face (brows to chin, cheek to cheek) in crop coordinates, float 0..1.
+    Hair, ears and background lie outside it."""
+    eye_y, mouth_y = TEMPLATE[0, 1], TEMPLATE[3, 1]
+    cy = (eye_y + mouth_y) / 2 * size + 0.02 * size
+    ry = (mouth_y - eye_y) * 1.55 * size
+    rx = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * 1.25 * size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    d = np.sqrt(((xx + 0.5 - size / 2) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
+    # 1 inside, linear ramp to 0 over `feather` of the radius, then smoothed.
+    mask = np.clip((1.0 - d) / feather + 0.5, 0, 1)
+    k = max(3, int(size * feather) | 1)
+    return cv2.GaussianBlur(mask, (k, k), 0)
+
+
+def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Bounding box in the photo of the crop square, clipped to the photo."""
+    inv = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.floor(pts.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+    h, w = shape
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """Inverse-warp a crop-sized array into the photo's ROI."""
+    x0, y0, x1, y1 = roi
+    m = matrix.copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI origin -> crop coords
+    return cv2.warpAffine(crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Blend an edited crop (uint8 or float 0..255, any size, aligned by `matrix`) into a copy of
+    `image` under the mask."""
+    size = crop.shape[0]
+    mask = face_mask(size) if mask is None else mask
+    out = image.copy()
+    roi = _roi(matrix, size, image.shape[:2])
+    if roi is None:
+        return out
+    x0, y0, x1, y1 = roi
+    warped = _to_photo(crop.astype(np.float32), matrix, roi)
+    m = _to_photo(mask.astype(np.float32), matrix, roi)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    blended = np.clip(np.rint(region * (1 - m) + warped * m), 0, 255).astype(np.uint8)
+    touched = m[..., 0] > 0
+    out[y0:y1, x0:x1][touched] = blended[touched]
+    return out
+
+
+def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Add a crop-space change (float, in 0..255 units, e.g. decode(edited) - decode(own)) to a copy
+    of the full-resolution photo under the mask. The change is smooth, so upsampling it to the
+    photo's resolution loses nothing, while the photo keeps its own fine detail."""
+    size = change.shape[0]
+    mask = face_mask(size) if mask is None else mask
+    out = image.copy()
+    roi = _roi(matrix, size, image.shape[:2])
+    if roi is None:
+        return out
+    x0, y0, x1, y1 = roi
+    delta = _to_photo(change.astype(np.float32), matrix, roi)
+    m = _to_photo(mask.astype(np.float32), matrix, roi)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    edited = np.clip(np.rint(region + delta * m), 0, 255).astype(np.uint8)
+    touched = m[..., 0] > 0
+    out[y0:y1, x0:x1][touched] = edited[touched]
+    return out

@@ -1,0 +1,88 @@
+"""ONNX Runtime sessions: CUDA when a GPU is really there, CPU otherwise, and say which ran.
+
+onnxruntime-gpu lists the CUDA provider even on machines without a GPU and then logs an error
+when asked for it, so we only ask for CUDA after checking for a device ourselves."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+@lru_cache(maxsize=1)
+def gpu_present() -> bool:
+    if not any(Path("/dev").glob("nvidia[0-9]*")) and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return False
+    try:
+        import torch
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken CUDA install is the same as no GPU for us
+        return False
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+    return list(ort.get_available_providers())
+
+
+def choose_providers(device: str = "auto") -> list[str]:
+    """Providers to ask for, best first. device: auto | cpu | cuda."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    cuda_ok = CUDA in available_providers() and gpu_present()
+    if device == "cuda" and not cuda_ok:
+        raise RuntimeError("--device cuda asked for, but no CUDA GPU / CUDA provider is available "
+                           "(is onnxruntime-gpu installed and a GPU visible?)")
+    if device in ("auto", "cuda") and cuda_ok:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds CUDA/cuDNN from the torch wheel's nvidia-* packages after this."""
+    try:
+        import onnxruntime as ort
+        if hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
+    except Exception:
+        pass
+
+
+class OnnxModel:
+    """One ONNX network with a single input and output, run in batches."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(self.path)
+        providers = choose_providers(device)
+        if CUDA in providers:
+            _preload_cuda_libraries()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    @property
+    def provider(self) -> str:
+        """The provider that actually runs this model."""
+        return self.session.get_providers()[0]
+
+    def __call__(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if len(x) <= batch_size:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        parts = [self.session.run([self.output_name], {self.input_name: x[i:i + batch_size]})[0]
+                 for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts)

@@ -1,0 +1,109 @@
+"""Export trained checkpoints to ONNX, one file per network so transfer and edit reuse them:
+
+  encoder.onnx      image (N,3,128,128) in [-1,1]  -> mu (N,256)       (the mean: no sampling)
+  neutralizer.onnx  z (N,256)                      -> z_neutral (N,256)
+  decoder.onnx      z (N,256)                      -> image (N,3,128,128)
+  enhancer.onnx     image (N,3,128,128)            -> image (N,3,128,128)
+  stoic.json        sizes, template, data version, how they were trained
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stoic_cli import alignment
+from stoic_cli.train import nets
+from stoic_cli.train.trainer import load_vae
+
+OPSET = 17
+
+
+class _EncoderMean(nn.Module):
+    def __init__(self, enc: nets.Encoder):
+        super().__init__()
+        self.enc = enc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x)[0]
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str) -> None:
+    module.eval()
+    torch.onnx.export(module, (example,), str(path), input_names=[in_name], output_names=[out_name],
+                      dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}}, opset_version=OPSET,
+                      dynamo=False)
+
+
+def load_networks(run: Path) -> dict[str, nn.Module]:
+    device = torch.device("cpu")
+    enc, dec = load_vae(run, device)
+    nets_ = {"encoder": _EncoderMean(enc), "decoder": dec}
+    enh_state = torch.load(run / "enhancer.pt", map_location=device, weights_only=False)
+    enh = nets.Enhancer()
+    enh.load_state_dict(enh_state["enhancer"])
+    nets_["enhancer"] = enh.eval()
+    ntr_state = torch.load(run / "neutralizer.pt", map_location=device, weights_only=False)
+    ntr = nets.Neutralizer()
+    ntr.load_state_dict(ntr_state["neutralizer"])
+    nets_["neutralizer"] = ntr.eval()
+    return nets_
+
+
+def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = None) -> list[Path]:
+    run, out_dir = Path(run), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    networks = load_networks(run)
+    img = torch.zeros(2, 3, nets.IMAGE_SIZE, nets.IMAGE_SIZE)
+    z = torch.zeros(2, nets.LATENT_DIM)
+    specs = {
+        "encoder": (img, "image", "z"),
+        "neutralizer": (z, "z", "z_neutral"),
+        "decoder": (z, "z", "image"),
+        "enhancer": (img, "image", "sharp"),
+    }
+    written = []
+    for name, (example, i, o) in specs.items():
+        path = out_dir / f"{name}.onnx"
+        _export(networks[name], example, path, i, o)
+        written.append(path)
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    meta = {
+        "format": 1,
+        "image_size": nets.IMAGE_SIZE,
+        "latent_dim": nets.LATENT_DIM,
+        "pixel_range": [-1.0, 1.0],
+        "template": alignment.TEMPLATE.tolist(),
+        "training": {k: config.get(k) for k in ("batch_size", "vae_steps", "kl_weight", "ssim_weight",
+                                                 "enhancer_steps", "gan_weight", "neutralizer_steps")},
+    }
+    meta.update(extra_meta or {})
+    meta_path = out_dir / "stoic.json"
+    old = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    old.update(meta)
+    meta_path.write_text(json.dumps(old, indent=1))
+    written.append(meta_path)
+    return written
+
+
+def max_onnx_difference(run: str | Path, model_dir: str | Path, crops: np.ndarray) -> dict[str, float]:
+    """Largest absolute difference between PyTorch and ONNX Runtime on real crops, per network."""
+    from stoic_cli.runtime import OnnxModel
+
+    networks = load_networks(Path(run))
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        z = networks["encoder"](x)
+        zn = networks["neutralizer"](z)
+        y = networks["decoder"](zn)
+        s = networks["enhancer"](y)
+    ref = {"encoder": (x, z), "neutralizer": (z, zn), "decoder": (zn, y), "enhancer": (y, s)}
+    out = {}
+    for name, (inp, expected) in ref.items():
+        model = OnnxModel(Path(model_dir) / f"{name}.onnx", device="cpu")
+        got = model(inp.numpy())
+        out[name] = float(np.abs(got - expected.numpy()).max())
+    return out

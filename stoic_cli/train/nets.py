@@ -1,0 +1,151 @@
+"""StoicNet's networks in PyTorch: VAE encoder/decoder, enhancer, neutralizer, LSGAN critic.
+
+Sized for the CPU: the whole inference stack (encode, neutralize, decode, enhance) is a few
+hundred MMACs per 128x128 face so that ONNX Runtime on two cores can run ~100 faces/s.
+Images are float in [-1, 1], NCHW.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+LATENT_DIM = 256
+IMAGE_SIZE = 128
+
+
+def _down(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.LeakyReLU(0.2, inplace=True))
+
+
+class Encoder(nn.Module):
+    """128x128x3 -> (mu, logvar), each LATENT_DIM. Inference uses mu."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _down(3, w, norm=False),  # 64
+            _down(w, 2 * w),  # 32
+            _down(2 * w, 4 * w),  # 16
+            _down(4 * w, 8 * w),  # 8
+            _down(8 * w, 8 * w),  # 4
+        )
+        self.mu = nn.Linear(8 * w * 16, latent_dim)
+        self.logvar = nn.Linear(8 * w * 16, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x).flatten(1)
+        return self.mu(h), self.logvar(h).clamp(-10, 10)
+
+
+class Decoder(nn.Module):
+    """LATENT_DIM -> 128x128x3 in [-1, 1], transposed convolutions (StoicNet's decoder)."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 32):
+        super().__init__()
+        w = width
+        self.w = w
+        self.fc = nn.Linear(latent_dim, 8 * w * 16)
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(8 * w), nn.LeakyReLU(0.2, inplace=True),
+            _up(8 * w, 8 * w),  # 8
+            _up(8 * w, 4 * w),  # 16
+            _up(4 * w, 2 * w),  # 32
+            _up(2 * w, w),  # 64
+            _up(w, w // 2),  # 128
+            nn.Conv2d(w // 2, 3, 3, 1, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(z).view(-1, 8 * self.w, 4, 4))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2)) * 0.5
+
+
+class Enhancer(nn.Module):
+    """Super-resolution-style sharpening of the decoder's blurry output (StoicNet's G2).
+
+    Works at half resolution on space-to-depth features (4x cheaper than full resolution),
+    residual blocks with a long skip, then depth-to-space, and adds the result to its input
+    so that an untrained enhancer is the identity."""
+
+    def __init__(self, width: int = 32, blocks: int = 3):
+        super().__init__()
+        self.head = nn.Conv2d(12, width, 3, 1, 1)
+        self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
+        self.tail = nn.Conv2d(width, 12, 3, 1, 1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(F.pixel_unshuffle(x, 2))
+        h = h + self.blocks(h)  # skip connection around the residual stack
+        return (x + F.pixel_shuffle(self.tail(F.leaky_relu(h, 0.2)), 2)).clamp(-1, 1)
+
+
+class Neutralizer(nn.Module):
+    """StoicNet's neutralizer: one dense layer on the latent code, initialised to the identity
+    so that training starts from "change nothing"."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM):
+        super().__init__()
+        self.fc = nn.Linear(latent_dim, latent_dim)
+        nn.init.eye_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+
+class Critic(nn.Module):
+    """LSGAN discriminator (patch scores). `features` returns intermediate maps for the learned
+    perceptual loss (Larsen et al.: match the critic's features instead of VGG's)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.layers = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 64
+            nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 32
+            nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 16
+            nn.Sequential(nn.Conv2d(4 * w, 8 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 8
+        ])
+        self.out = nn.Conv2d(8 * w, 1, 3, 1, 1)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x)[-1])
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the KL to N(0, I), summed over latent dimensions."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()

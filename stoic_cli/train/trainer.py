@@ -1,0 +1,359 @@
+"""StoicNet's training stages, each resumable from its checkpoint and logging its losses.
+
+  1. vae          encoder + decoder: L1 + SSIM reconstruction + KL (weight ramped up from 0)
+  2. enhancer     first as an extension of the decoder (reconstruction only), then
+                  (1 - W_g) L_rec2 + W_g L_gan against an LSGAN critic that sees real images,
+                  decoder outputs and enhancer outputs (StoicNet eq. 6), plus the critic's
+                  feature matching as the learned perceptual term (Larsen et al.)
+  3. neutralizer  one dense layer on the frozen encoder's codes, trained on (expressive,
+                  neutral) photos of the same person: || E(x_n) - Ntr(E(x_e)) ||^2
+
+Every stage writes ``<run>/<stage>.pt`` (weights, optimiser, step) every ``checkpoint_every``
+steps and appends to ``<run>/<stage>_log.csv``; running it again resumes where it stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stoic_cli.train import nets
+from stoic_cli.train.data import load_cache
+
+PAIR_DATASETS = ("taiwanese", "lfw_expressions", "jaffe", "ckplus48")
+
+
+@dataclass
+class TrainConfig:
+    cache: str = "cache"
+    run: str = "runs/stoicnet"
+    batch_size: int = 32
+    vae_steps: int = 6000
+    vae_lr: float = 1e-3
+    kl_weight: float = 5e-5
+    kl_ramp_steps: int = 1500
+    ssim_weight: float = 0.5
+    enhancer_steps: int = 1500
+    enhancer_warmup_steps: int = 400  # reconstruction only ("extension of the decoder")
+    enhancer_lr: float = 5e-4
+    gan_weight: float = 0.05  # W_g
+    feature_weight: float = 0.5
+    neutralizer_steps: int = 3000
+    neutralizer_lr: float = 1e-3
+    checkpoint_every: int = 250
+    log_every: int = 25
+    threads: int = 0  # 0 = all cores
+    seed: int = 0
+    oversample: dict = field(default_factory=lambda: {"taiwanese": 4, "jaffe": 2})
+    max_minutes: float = 0.0  # stop a stage (checkpointed) after this long; 0 = no limit
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides) -> "TrainConfig":
+        values = {}
+        if path:
+            values.update(json.loads(Path(path).read_text()))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+def device_for(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+class ImageSampler:
+    """Random training batches from the cache (train split), with horizontal flips."""
+
+    def __init__(self, crops: np.ndarray, rows: list[int], weights: np.ndarray, seed: int):
+        self.crops, self.rows = crops, np.asarray(rows)
+        self.p = weights / weights.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, n: int) -> np.ndarray:
+        idx = np.sort(self.rng.choice(self.rows, size=n, p=self.p))
+        batch = np.asarray(self.crops[idx])
+        flip = self.rng.random(n) < 0.5
+        batch[flip] = batch[flip, :, ::-1]
+        return batch
+
+
+def make_sampler(cfg: TrainConfig, split: str = "train") -> ImageSampler:
+    crops, labels = load_cache(cfg.cache)
+    rows = [r for r in labels if r["split"] == split]
+    if not rows:
+        raise ValueError(f"no '{split}' images in the cache {cfg.cache}")
+    weights = np.array([cfg.oversample.get(r["dataset"], 1) for r in rows], dtype=np.float64)
+    return ImageSampler(crops, [r["row"] for r in rows], weights, cfg.seed)
+
+
+def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    from pytorch_msssim import ssim
+    return 1 - ssim((a + 1) / 2, (b + 1) / 2, data_range=1.0, size_average=True)
+
+
+class CsvLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def _save(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a crash mid-write never corrupts the last good checkpoint
+
+
+def _load(path: Path, device: torch.device) -> dict | None:
+    return torch.load(path, map_location=device, weights_only=False) if path.exists() else None
+
+
+def _setup(cfg: TrainConfig) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    return run
+
+
+def _time_up(start: float, cfg: TrainConfig) -> bool:
+    return cfg.max_minutes > 0 and (time.time() - start) / 60 > cfg.max_minutes
+
+
+def load_vae(run: Path, device: torch.device) -> tuple[nets.Encoder, nets.Decoder]:
+    state = _load(run / "vae.pt", device)
+    if state is None:
+        raise FileNotFoundError(f"{run / 'vae.pt'} not found: train the vae stage first")
+    enc, dec = nets.Encoder().to(device), nets.Decoder().to(device)
+    enc.load_state_dict(state["encoder"])
+    dec.load_state_dict(state["decoder"])
+    return enc.eval(), dec.eval()
+
+
+def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
+    run = _setup(cfg)
+    sampler = make_sampler(cfg)
+    enc, dec = nets.Encoder().to(device), nets.Decoder().to(device)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.vae_lr)
+    step = 0
+    ckpt = run / "vae.pt"
+    state = _load(ckpt, device)
+    if state:
+        enc.load_state_dict(state["encoder"])
+        dec.load_state_dict(state["decoder"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        sampler.rng = np.random.default_rng(cfg.seed + step)
+    log = CsvLog(run / "vae_log.csv")
+    enc.train(), dec.train()
+    start, acc = time.time(), {"l1": 0.0, "ssim": 0.0, "kl": 0.0}
+    task = progress.add_task("vae", total=cfg.vae_steps, completed=step) if progress else None
+    while step < cfg.vae_steps and not _time_up(start, cfg):
+        # Cosine decay of the learning rate over the stage's steps.
+        lr = cfg.vae_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = to_tensor(sampler(cfg.batch_size), device)
+        mu, logvar = enc(x)
+        y = dec(nets.reparameterize(mu, logvar))
+        l1 = (y - x).abs().mean()
+        ss = ssim_loss(y, x)
+        kl = nets.kl_divergence(mu, logvar)
+        kl_w = cfg.kl_weight * min(1.0, step / max(1, cfg.kl_ramp_steps))
+        loss = l1 + cfg.ssim_weight * ss + kl_w * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc["l1"] += l1.item(); acc["ssim"] += ss.item(); acc["kl"] += kl.item()
+        if step % cfg.log_every == 0:
+            row = {"step": step, "seconds": round(time.time() - start, 1), "lr": round(lr, 6),
+                   "kl_weight": kl_w, **{k: round(v / cfg.log_every, 5) for k, v in acc.items()}}
+            log.write(row)
+            acc = dict.fromkeys(acc, 0.0)
+        if progress:
+            progress.update(task, completed=step)
+        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+            _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step)
+    _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step)
+    return ckpt
+
+
+def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
+    run = _setup(cfg)
+    sampler = make_sampler(cfg)
+    enc, dec = load_vae(run, device)
+    for p in list(enc.parameters()) + list(dec.parameters()):
+        p.requires_grad_(False)
+    enh, critic = nets.Enhancer().to(device), nets.Critic().to(device)
+    opt_g = torch.optim.Adam(enh.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
+    step, ckpt = 0, run / "enhancer.pt"
+    state = _load(ckpt, device)
+    if state:
+        enh.load_state_dict(state["enhancer"]); critic.load_state_dict(state["critic"])
+        opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
+        step = state["step"]
+        sampler.rng = np.random.default_rng(cfg.seed + step)
+    log = CsvLog(run / "enhancer_log.csv")
+    start = time.time()
+    keys = ["rec", "g_gan", "feat", "d_real", "d_fake"]
+    acc = dict.fromkeys(keys, 0.0)
+    task = progress.add_task("enhancer", total=cfg.enhancer_steps, completed=step) if progress else None
+
+    def save():
+        _save(ckpt, enhancer=enh.state_dict(), critic=critic.state_dict(), opt_g=opt_g.state_dict(),
+              opt_d=opt_d.state_dict(), step=step)
+
+    while step < cfg.enhancer_steps and not _time_up(start, cfg):
+        x = to_tensor(sampler(cfg.batch_size), device)
+        with torch.no_grad():
+            blurry = dec(enc(x)[0])
+        sharp = enh(blurry)
+        rec = (sharp - x).abs().mean() + cfg.ssim_weight * ssim_loss(sharp, x)
+        adversarial = step >= cfg.enhancer_warmup_steps
+        if adversarial:
+            # Critic: real -> 1, decoder and enhancer outputs -> 0 (LSGAN, StoicNet eq. 6).
+            d_real = (critic(x) - 1).pow(2).mean()
+            d_fake = 0.5 * (critic(blurry).pow(2).mean() + critic(sharp.detach()).pow(2).mean())
+            opt_d.zero_grad(set_to_none=True)
+            (0.5 * (d_real + d_fake)).backward()
+            opt_d.step()
+            real_feats = [f.detach() for f in critic.features(x)]
+            fake_feats = critic.features(sharp)
+            g_gan = (critic.out(fake_feats[-1]) - 1).pow(2).mean()
+            feat = sum((a - b).abs().mean() for a, b in zip(fake_feats, real_feats)) / len(real_feats)
+            loss = (1 - cfg.gan_weight) * (rec + cfg.feature_weight * feat) + cfg.gan_weight * g_gan
+            acc["g_gan"] += g_gan.item(); acc["feat"] += feat.item()
+            acc["d_real"] += d_real.item(); acc["d_fake"] += d_fake.item()
+        else:
+            loss = rec
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        step += 1
+        acc["rec"] += rec.item()
+        if step % cfg.log_every == 0:
+            log.write({"step": step, "seconds": round(time.time() - start, 1), "adversarial": int(adversarial),
+                       **{k: round(v / cfg.log_every, 5) for k, v in acc.items()}})
+            acc = dict.fromkeys(keys, 0.0)
+        if progress:
+            progress.update(task, completed=step)
+        if step % cfg.checkpoint_every == 0:
+            save()
+    save()
+    return ckpt
+
+
+@torch.no_grad()
+def encode_rows(enc: nets.Encoder, crops: np.ndarray, rows: list[int], device: torch.device,
+                batch: int = 64) -> np.ndarray:
+    out = []
+    for i in range(0, len(rows), batch):
+        idx = rows[i:i + batch]
+        out.append(enc(to_tensor(np.asarray(crops[idx]), device))[0].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, nets.LATENT_DIM), np.float32)
+
+
+def neutral_pairs(labels: list[dict], split: str) -> tuple[list[int], list[int], dict]:
+    """Rows of expressive and neutral photos, and for each a group key (person, view) whose
+    neutral photos form the target. Only groups with a neutral photo count."""
+    groups: dict = {}
+    for r in labels:
+        if r["split"] != split or r["dataset"] not in PAIR_DATASETS or r["expression"] == "unknown":
+            continue
+        key = (r["person"], r["view"])
+        groups.setdefault(key, {"neutral": [], "expressive": []})
+        groups[key]["neutral" if r["expression"] == "neutral" else "expressive"].append(r["row"])
+    groups = {k: v for k, v in groups.items() if v["neutral"]}
+    return groups
+
+
+def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
+    """Fits Ntr on codes of the frozen encoder. Targets are the mean code of the person's
+    neutral photos (same view); neutral photos map to that mean too, which teaches the layer to
+    leave an already neutral face alone."""
+    run = _setup(cfg)
+    crops, labels = load_cache(cfg.cache)
+    enc, _ = load_vae(run, device)
+    data = {}
+    for split in ("train", "val"):
+        groups = neutral_pairs(labels, split)
+        if not groups:
+            if split == "train":
+                raise ValueError("no (expressive, neutral) pairs of one person in the training split")
+            data[split] = (torch.zeros(0, nets.LATENT_DIM), torch.zeros(0, nets.LATENT_DIM),
+                           torch.zeros(0, dtype=torch.bool))
+            continue
+        src_rows, tgt_keys = [], []
+        for key, g in groups.items():
+            for row in g["expressive"] + g["neutral"]:
+                src_rows.append(row)
+                tgt_keys.append(key)
+        all_rows = sorted({r for g in groups.values() for r in g["neutral"]} | set(src_rows))
+        codes = dict(zip(all_rows, encode_rows(enc, crops, all_rows, device)))
+        targets = {k: np.mean([codes[r] for r in g["neutral"]], 0) for k, g in groups.items()}
+        is_expr = np.array([row in set(groups[k]["expressive"]) for row, k in zip(src_rows, tgt_keys)])
+        data[split] = (torch.tensor(np.stack([codes[r] for r in src_rows])),
+                       torch.tensor(np.stack([targets[k] for k in tgt_keys])), torch.tensor(is_expr))
+    if len(data["val"][0]) == 0 or not data["val"][2].any():
+        data["val"] = data["train"]  # tiny caches (tests) may hold no validation pairs
+    ntr = nets.Neutralizer().to(device)
+    opt = torch.optim.Adam(ntr.parameters(), lr=cfg.neutralizer_lr)
+    log = CsvLog(run / "neutralizer_log.csv")
+    if (run / "neutralizer_log.csv").exists():
+        (run / "neutralizer_log.csv").unlink()  # cheap stage: always retrained from scratch
+    xs, ys, is_expr = (t.to(device) for t in data["train"])
+    # Expressive pairs are the point; neutral-to-neutral pairs keep neutral faces unchanged.
+    w = torch.where(is_expr, 1.0, 0.5)
+    vx, vy, v_expr = (t.to(device) for t in data["val"])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state = math.inf, None
+    for step in range(1, cfg.neutralizer_steps + 1):
+        idx = torch.randint(0, len(xs), (min(256, len(xs)),), generator=gen).to(device)
+        pred = ntr(xs[idx])
+        loss = (w[idx] * (pred - ys[idx]).pow(2).sum(1)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % cfg.log_every == 0 or step == cfg.neutralizer_steps:
+            with torch.no_grad():
+                val = (ntr(vx) - vy).pow(2).sum(1)
+                baseline = (vx - vy).pow(2).sum(1)  # "do nothing"
+                row = {"step": step, "train": round(loss.item(), 4),
+                       "val_expressive": round(val[v_expr].mean().item(), 4),
+                       "val_expressive_identity_baseline": round(baseline[v_expr].mean().item(), 4),
+                       "val_neutral": round(val[~v_expr].mean().item(), 4)}
+            log.write(row)
+            if row["val_expressive"] < best:
+                best, best_state = row["val_expressive"], {k: v.clone() for k, v in ntr.state_dict().items()}
+    ntr.load_state_dict(best_state)
+    ckpt = run / "neutralizer.pt"
+    _save(ckpt, neutralizer=ntr.state_dict(), step=cfg.neutralizer_steps, best_val=best,
+          pairs_train=int(is_expr.sum()), pairs_val=int(v_expr.sum()))
+    return ckpt
