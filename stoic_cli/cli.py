@@ -23,6 +23,8 @@ app = typer.Typer(
   stoic transfer --expr smile.jpg me.jpg     gives me.jpg the expression of smile.jpg
   stoic edit me.jpg --attr smile=0.5         half a smile
   stoic detect photo.jpg --json              faces, scores and landmarks
+  stoic eval neutralize --pairs pairs.csv    quality report (needs the eval extra)
+  stoic bench                                speed of the model stack and end to end
 
 Trained weights are for non-commercial research use (see models/README.md).""",
 )
@@ -30,6 +32,17 @@ data_app = typer.Typer(no_args_is_help=True, help="Prepare training data from th
 train_app = typer.Typer(no_args_is_help=True, help="Train StoicNet's stages and export them to ONNX.")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+
+
+def _register_evaluation() -> None:
+    # The evaluation commands import their judges (dlib, MediaPipe) only when run.
+    from stoic_cli.evaluation.cli import bench, eval_app
+
+    app.add_typer(eval_app, name="eval")
+    app.command("bench")(bench)
+
+
+_register_evaluation()
 
 out = Console()
 err = Console(stderr=True)
@@ -236,6 +249,192 @@ def neutralize(
         return len(result.faces), _message(result)
 
     _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="neutralizing", quiet=quiet), report)
+
+
+# --------------------------------------------------------------------------- transfer / edit
+
+def _write_steps(pipe, photo, faces, make_edit, values, base: Path, gif: bool) -> Path:
+    """A strip (or GIF) of the first face's crop for each value, e.g. alpha 0 -> alpha."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from stoic_cli.images import save_rgb
+
+    frames = []
+    for v in values:
+        r = pipe.apply(photo, faces[:1], make_edit(v))
+        frame = cv2.resize(r.faces[0].edited_crop, (256, 256), interpolation=cv2.INTER_CUBIC)
+        frames.append(frame)
+    if gif:
+        path = base.with_name(f"{base.stem}_strip.gif")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imgs = [Image.fromarray(f) for f in frames + frames[-2:0:-1]]
+        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=120, loop=0)
+        return path
+    path = base.with_name(f"{base.stem}_strip.png")
+    save_rgb(np.concatenate(frames, axis=1), path)
+    return path
+
+
+@app.command()
+def transfer(
+    images: List[Path] = InputsArg,
+    expr: Path = typer.Option(..., "--expr", "-e", help="Reference photo whose expression is copied."),
+    alpha: float = typer.Option(1.0, "--alpha", "-a", help="0 = neutral, 1 = the reference's intensity, >1 exaggerates."),
+    steps: int = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from alpha 0 to --alpha."),
+    gif: bool = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip."),
+    output: Optional[Path] = OutDirOpt,
+    recursive: bool = RecursiveOpt,
+    overwrite: bool = OverwriteOpt,
+    largest: bool = LargestOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+    models: Optional[Path] = ModelsOpt,
+    min_eyes: float = MinEyeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
+
+    The expression is the reference's latent displacement from its own neutral code (LEED),
+    added to each input's neutral code, so the input keeps its identity."""
+    import numpy as np
+
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.images import ImageError, load_photo, save_photo
+    from stoic_cli.latent import expression_displacement, transfer_codes
+    from stoic_cli.pipeline import NoFaceError
+
+    pipe = _load_pipeline(models, device, min_eyes)
+    # The reference is checked before any input is touched.
+    try:
+        ref = load_photo(expr)
+        ref_faces, _ = pipe.find_faces(ref, largest=True)
+    except (ImageError, NoFaceError) as exc:
+        err.print(f"[red]error:[/] reference {expr}: {exc}")
+        raise typer.Exit(2)
+    from stoic_cli.alignment import align_face
+    ref_crop, _ = align_face(ref.rgb, ref_faces[0].landmarks, pipe.size)
+    z_ref, zn_ref = pipe.codes(ref_crop[None])
+    displacement = expression_displacement(z_ref, zn_ref)
+
+    def make_edit(a: float):
+        return lambda z, zn: transfer_codes(zn, displacement, a)
+
+    jobs = plan_jobs(images, "transfer", output, recursive)
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces, small = pipe.find_faces(photo, largest)
+        result = pipe.apply(photo, faces, make_edit(alpha))
+        save_photo(photo, result.rgb, job.output)
+        msg = f"{small} small face(s) skipped" if small else ""
+        if steps:
+            strip = _write_steps(pipe, photo, faces, make_edit, np.linspace(0, alpha, max(2, steps)), job.output, gif)
+            msg = (msg + "; " if msg else "") + f"strip {strip.name}"
+        return len(faces), msg
+
+    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="transferring", quiet=quiet), report)
+
+
+def _parse_amounts(specs: List[str], known: dict, force: bool) -> dict[str, float]:
+    amounts: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip().lower()
+        if name not in known:
+            err.print(f"[red]error:[/] unknown attribute {name!r}; known: {', '.join(sorted(known))}")
+            raise typer.Exit(2)
+        try:
+            amount = float(value) if sep else 1.0
+        except ValueError:
+            err.print(f"[red]error:[/] --attr {spec!r}: the amount must be a number, e.g. {name}=0.5")
+            raise typer.Exit(2)
+        attr = known[name]
+        if not attr.minimum <= amount <= attr.maximum:
+            if force:
+                err.print(f"[yellow]warning:[/] {name}={amount} is outside {attr.minimum:g}..{attr.maximum:g}; "
+                          "kept because of --force (identity may suffer)")
+            else:
+                clipped = min(max(amount, attr.minimum), attr.maximum)
+                err.print(f"[yellow]warning:[/] {name}={amount} is outside {attr.minimum:g}..{attr.maximum:g} "
+                          f"{attr.unit}; clipped to {clipped:g} (use --force to keep it)")
+                amount = clipped
+        amounts[name] = amounts.get(name, 0.0) + amount
+    return amounts
+
+
+@app.command()
+def edit(
+    images: Optional[List[Path]] = typer.Argument(None, help="Image files and/or folders.", show_default=False),
+    attr: Optional[List[str]] = typer.Option(None, "--attr", "-a", help="NAME=AMOUNT, e.g. smile=0.5, age=10 (repeatable; they add up)."),
+    list_: bool = typer.Option(False, "--list", help="List the attributes with their ranges and units."),
+    force: bool = typer.Option(False, "--force", help="Keep amounts outside the documented range."),
+    steps: int = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip from 0 to the amounts in N steps."),
+    gif: bool = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip."),
+    output: Optional[Path] = OutDirOpt,
+    recursive: bool = RecursiveOpt,
+    overwrite: bool = OverwriteOpt,
+    largest: bool = LargestOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+    models: Optional[Path] = ModelsOpt,
+    min_eyes: float = MinEyeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
+
+    Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
+    --attr smile=-0.5 --attr surprise=0.3 (several at once)."""
+    import numpy as np
+
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.images import load_photo, save_photo
+    from stoic_cli.latent import edit_codes, load_attributes
+    from stoic_cli.models import FaceModels, ModelNotFound
+
+    try:
+        known = load_attributes(FaceModels(models, device="cpu").attributes()) if list_ else None
+    except ModelNotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    if list_:
+        table = Table(title="stoic edit attributes")
+        for col in ("name", "range", "unit", "meaning"):
+            table.add_column(col)
+        for a in known.values():
+            table.add_row(a.name, f"{a.minimum:g} .. {a.maximum:g}", a.unit, a.help)
+        out.print(table)
+        return
+    if not images or not attr:
+        err.print("[red]error:[/] give images and at least one --attr NAME=AMOUNT (see --list)")
+        raise typer.Exit(2)
+    pipe = _load_pipeline(models, device, min_eyes)
+    try:
+        known = load_attributes(pipe.models.attributes())
+    except ModelNotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    amounts = _parse_amounts(attr, known, force)
+
+    def make_edit(fraction: float):
+        scaled = {k: v * fraction for k, v in amounts.items()}
+        return lambda z, zn: edit_codes(z, known, scaled)
+
+    jobs = plan_jobs(images, "edit", output, recursive)
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces, small = pipe.find_faces(photo, largest)
+        result = pipe.apply(photo, faces, make_edit(1.0))
+        save_photo(photo, result.rgb, job.output)
+        msg = f"{small} small face(s) skipped" if small else ""
+        if steps:
+            strip = _write_steps(pipe, photo, faces, make_edit, np.linspace(0, 1, max(2, steps)), job.output, gif)
+            msg = (msg + "; " if msg else "") + f"strip {strip.name}"
+        return len(faces), msg
+
+    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="editing", quiet=quiet), report)
 
 
 # --------------------------------------------------------------------------- data / train

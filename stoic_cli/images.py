@@ -125,8 +125,12 @@ def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path) -> Path:
         kwargs["icc_profile"] = photo.info["icc_profile"]
     tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     fmt = Image.registered_extensions().get(ext)
-    img.save(tmp, format=fmt, **kwargs)
-    tmp.replace(out_path)
+    try:
+        img.save(tmp, format=fmt, **kwargs)
+        tmp.replace(out_path)
+    except BaseException:  # disk full, Ctrl-C: no half-written temporary left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return out_path
 
 

@@ -4,8 +4,8 @@ edited code; decoding both and pasting the difference is the pipeline's job.
 - neutralize (StoicNet): z + s * (Ntr(z) - z); s=1 is the learned neutral code, s>1 extrapolates.
 - transfer (LEED): Ntr(z_in) + alpha * (z_ref - Ntr(z_ref)); the reference's expression is its
   displacement from its own neutral code, so no expression labels are needed.
-- attributes (EGGAN-style continuous amounts): z + sum_k amount_k * unit_k * direction_k, with
-  directions estimated from labelled photos (see stoic_cli.train.attributes).
+- attributes (EGGAN-style continuous amounts): z + sum_k amount_k * direction_k, with directions
+  estimated from labelled photos (see stoic_cli.train.attributes).
 """
 from __future__ import annotations
 
@@ -35,33 +35,20 @@ class Attribute:
     maximum: float
     unit: str
     help: str
-    relative_to_neutral: bool = False  # expressions: amounts are applied to the neutral code
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> "Attribute":
         return cls(name=name, direction=np.asarray(d["direction"], np.float32), minimum=float(d["min"]),
-                   maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""),
-                   relative_to_neutral=bool(d.get("relative_to_neutral", False)))
+                   maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""))
 
 
 def load_attributes(table: dict) -> dict[str, Attribute]:
     return {name: Attribute.from_dict(name, d) for name, d in table.get("attributes", {}).items()}
 
 
-def edit_codes(z: np.ndarray, z_neutral: np.ndarray, attributes: dict[str, Attribute],
-               amounts: dict[str, float]) -> np.ndarray:
-    """Apply several attribute amounts at once. Expression amounts are absolute intensities
-    (-1..1 of the typical expression), so they start from the neutral code's projection: asking
-    for smile=0.5 on a broad smile gives a half smile, not a smile and a half."""
+def edit_codes(z: np.ndarray, attributes: dict[str, Attribute], amounts: dict[str, float]) -> np.ndarray:
+    """Move each code by the requested amounts; several attributes add up."""
     out = z.astype(np.float32).copy()
     for name, amount in amounts.items():
-        attr = attributes[name]
-        d = attr.direction
-        if attr.relative_to_neutral:
-            unit = d / max(float(d @ d), 1e-8)
-            # replace the current amount of this expression by the requested one
-            current = (out - z_neutral) @ unit
-            out = out + (amount - current)[..., None] * d
-        else:
-            out = out + amount * d
+        out = out + np.float32(amount) * attributes[name].direction
     return out

@@ -41,13 +41,15 @@ def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, in
     return x0, y0, x1, y1
 
 
-def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
-    """Inverse-warp a crop-sized array into the photo's ROI."""
+def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int],
+              border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+    """Inverse-warp a crop-sized array into the photo's ROI (zero outside the crop unless
+    `border` says otherwise)."""
     x0, y0, x1, y1 = roi
     m = matrix.copy()
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # ROI origin -> crop coords
     return cv2.warpAffine(crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=border, borderValue=0)
 
 
 def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -60,7 +62,9 @@ def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
-    warped = _to_photo(crop.astype(np.float32), matrix, roi)
+    # The mask is still ~0.3 at the crop's bottom edge: extend the crop's edge pixels there, as
+    # black from a zero border would draw a dark line along the edge of the crop square.
+    warped = _to_photo(crop.astype(np.float32), matrix, roi, cv2.BORDER_REPLICATE)
     m = _to_photo(mask.astype(np.float32), matrix, roi)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
     blended = np.clip(np.rint(region * (1 - m) + warped * m), 0, 255).astype(np.uint8)

@@ -37,10 +37,28 @@ class EditResult:
     skipped_small: int = 0
 
 
+def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_level: float | None) -> np.ndarray:
+    """The change to add to the original crop. Where the model barely changes the face we add
+    only its difference (the photo keeps its own texture); where it changes a lot (an open
+    smile closing) adding a difference would leave ghosts of the old teeth and lips, so there
+    we take the model's face itself. `replace_level` is the change (grey levels) at which the
+    model's face fully takes over; None keeps the difference everywhere."""
+    import cv2
+
+    change = new - own
+    if replace_level is None:
+        return change
+    magnitude = np.abs(change).mean(axis=2)
+    k = max(3, (crop.shape[0] // 16) | 1)
+    weight = cv2.GaussianBlur(np.clip(magnitude / replace_level, 0, 1), (k, k), 0)[..., None]
+    return change * (1 - weight) + (new - crop.astype(np.float32)) * weight
+
+
 class Pipeline:
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
-                 min_eye_distance: float = 20.0):
+                 min_eye_distance: float = 20.0, replace_level: float | None = 24.0):
         self.models = models
+        self.replace_level = replace_level
         self.detector = detector or FaceDetector()
         self.min_eye_distance = min_eye_distance
         self.size = models.image_size
@@ -73,7 +91,7 @@ class Pipeline:
         out = photo.rgb
         edits = []
         for face, (crop, matrix), a, b in zip(faces, aligned, own, new):
-            change = b - a
+            change = blend_change(crop, a, b, self.replace_level)
             out = apply_change(out, change, matrix, self.mask)
             edited_crop = np.clip(np.rint(crop + change * self.mask[..., None]), 0, 255).astype(np.uint8)
             edits.append(FaceEdit(face, crop, edited_crop, matrix))

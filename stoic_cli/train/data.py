@@ -277,3 +277,32 @@ if __name__ == "__main__":
     import sys
     import json
     print(json.dumps(prepare(sys.argv[1], sys.argv[2]), indent=1))
+
+
+def write_heldout_pairs(cache_dir: str | Path, datasets_dir: str | Path, out_csv: str | Path,
+                        datasets: tuple[str, ...] = ("taiwanese",), split: str = "test",
+                        front_only: bool = True) -> int:
+    """A pairs CSV (input,neutral,person) of expressive photos of held-out people, each with a
+    neutral photo of the same person (first in file order, same view), for `stoic eval`."""
+    _, labels = load_cache(cache_dir)
+    groups: dict = {}
+    for r in labels:
+        if r["split"] != split or r["dataset"] not in datasets or (front_only and r["view"] != 1):
+            continue
+        groups.setdefault((r["person"], r["view"]), []).append(r)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(out_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["input", "neutral", "person", "expression"])
+        for (person, _), rows in sorted(groups.items()):
+            neutrals = [r for r in rows if r["expression"] == "neutral"]
+            if not neutrals:
+                continue
+            for r in rows:
+                if r["expression"] != "neutral":
+                    w.writerow([str(Path(datasets_dir) / r["source"]), str(Path(datasets_dir) / neutrals[0]["source"]),
+                                person, r["expression"]])
+                    n += 1
+    return n

@@ -88,7 +88,7 @@ class Enhancer(nn.Module):
     residual blocks with a long skip, then depth-to-space, and adds the result to its input
     so that an untrained enhancer is the identity."""
 
-    def __init__(self, width: int = 32, blocks: int = 3):
+    def __init__(self, width: int = 16, blocks: int = 3):
         super().__init__()
         self.head = nn.Conv2d(12, width, 3, 1, 1)
         self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])

@@ -1,0 +1,197 @@
+"""How fast stoic runs here: (a) the ONNX face stack alone in faces/s at several batch sizes,
+(b) MTCNN detection per photo, (c) whole photos through Pipeline.run + neutralize.
+
+Every measurement is warmed up first (ONNX Runtime and PyTorch allocate and pick kernels on
+the first call for each shape) and reported as the median of `repeats` runs, because a shared
+machine makes single runs and means noisy."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+DEFAULT_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "london"
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mib() -> float:
+    # Linux reports kilobytes, macOS bytes.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_photos(photos_dir: Path | None) -> list:
+    from stoic_cli.batch import is_image
+    from stoic_cli.images import load_photo
+
+    folder = Path(photos_dir) if photos_dir else DEFAULT_PHOTOS
+    if not folder.is_dir():
+        if photos_dir:
+            raise FileNotFoundError(f"{folder}: photo folder not found")
+        return []  # installed without the repository's fixtures: model stack on random crops only
+    # Not batch.expand_inputs: it skips *_neutral files as stoic's outputs, half the fixtures.
+    return [load_photo(f) for f in sorted(folder.iterdir()) if f.is_file() and is_image(f)]
+
+
+def _stack(models, crops: np.ndarray, repeats: int) -> dict:
+    """encode -> neutralize -> decode -> enhance on one batch; per-stage and total medians."""
+    from stoic_cli.models import to_model_input
+
+    x = to_model_input(crops)
+    nets = [models.net(n) for n in ("encoder", "neutralizer", "decoder", "enhancer")]
+    for _ in range(2):  # warm-up for this batch shape
+        y = x
+        for net in nets:
+            y = net(y)
+    stage_times: list[list[float]] = [[] for _ in nets]
+    totals = []
+    for _ in range(max(1, repeats)):
+        y, total = x, 0.0
+        for k, net in enumerate(nets):
+            start = time.perf_counter()
+            y = net(y)
+            took = time.perf_counter() - start
+            stage_times[k].append(took)
+            total += took
+        totals.append(total)
+    med = statistics.median(totals)
+    return {"batch_size": len(crops), "faces_per_s": len(crops) / med, "ms_per_batch": 1000 * med,
+            **{f"ms_{n}": 1000 * statistics.median(t)
+               for n, t in zip(("encode", "neutralize", "decode", "enhance"), stage_times)}}
+
+
+def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_sizes: Sequence[int] = (1, 8, 32),
+              photos_dir: str | Path | None = None, repeats: int = 5, output: str | Path | None = None,
+              threads: int = 0, console=None) -> dict:
+    """Time the model stack, detection and the whole pipeline; print a table, write JSON to
+    `output` when given, return the numbers. photos_dir defaults to the repository's 12 London
+    fixtures (800x800, one face each); without photos only (a) runs, on random crops."""
+    import onnxruntime as ort
+    import torch
+
+    from stoic_cli.alignment import align_face
+    from stoic_cli.detection import FaceDetector
+    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import NoFaceError, Pipeline
+    from stoic_cli.runtime import CUDA
+
+    models = FaceModels(models_dir, device=device, threads=threads)
+    provider = models.provider
+    torch_device = "cuda" if provider == CUDA else "cpu"  # MTCNN follows ONNX Runtime
+    photos = _load_photos(Path(photos_dir) if photos_dir else None)
+    size = models.image_size
+    result: dict = {
+        "environment": {
+            "device_requested": device, "onnx_provider": provider, "onnxruntime": ort.__version__,
+            # 0 = ONNX Runtime's default, one intra-op thread per physical core.
+            "ort_intra_op_threads": models.net("encoder").session.get_session_options().intra_op_num_threads,
+            "torch_threads": torch.get_num_threads(), "torch_device": torch_device,
+            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch_device == "cuda" else None,
+            "models": str(models.dir), "image_size": size, "repeats": repeats,
+            "photos": len(photos), "photos_dir": str(photos_dir or DEFAULT_PHOTOS) if photos else None,
+        },
+    }
+
+    # (b) detection first: its faces give real crops for (a).
+    crops = []
+    if photos:
+        detector = FaceDetector(device=torch_device)
+        detector.detect(photos[0].rgb)  # warm-up
+        per_photo = []
+        for _ in range(max(1, repeats)):
+            for p in photos:
+                start = time.perf_counter()
+                faces = detector.detect(p.rgb)
+                per_photo.append(time.perf_counter() - start)
+                if faces and len(crops) < len(photos):
+                    crops.append(align_face(p.rgb, faces[0].landmarks, size)[0])
+        med = statistics.median(per_photo)
+        size_note = sorted({f"{p.width}x{p.height}" for p in photos})
+        result["detection"] = {"ms_per_photo": 1000 * med, "photos_per_s": 1 / med, "photo_sizes": size_note}
+
+    # (a) the ONNX stack alone: real crops tiled up to each batch size, else random pixels.
+    source = np.stack(crops) if crops else np.random.default_rng(0).integers(0, 256, (8, size, size, 3), np.uint8)
+    result["environment"]["crops"] = f"real ({len(crops)} faces)" if crops else "random"
+    result["model_stack"] = [_stack(models, source[np.arange(b) % len(source)], repeats) for b in batch_sizes]
+
+    # (c) end to end: detect, align, encode, neutralize, decode own + edited, enhance, paste back.
+    if photos:
+        pipe = Pipeline(models, detector)
+        edit = lambda z, zn: neutralize_codes(z, zn, 1.0)  # noqa: E731
+        failed = 0
+
+        def one_pass():
+            nonlocal failed
+            for p in photos:
+                try:
+                    pipe.run(p, edit)
+                except NoFaceError:
+                    failed += 1
+
+        med = _median_seconds(one_pass, repeats)
+        result["end_to_end"] = {"photos_per_s": len(photos) / med, "ms_per_photo": 1000 * med / len(photos),
+                                "photos": len(photos), "no_face": failed // (max(1, repeats) + 1),
+                                "note": "photos already decoded; Pipeline.run (all faces) with neutralize, no saving"}
+    result["peak_rss_mib"] = _peak_rss_mib()
+    if torch_device == "cuda":
+        result["torch_cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20  # MTCNN only
+    print_bench(result, console)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def print_bench(result: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    env = result["environment"]
+    threads = env["ort_intra_op_threads"] or f"default ({env['cpu_count']} logical CPUs)"
+    table = Table(title=f"stoic bench: {env['onnx_provider']}, ORT threads {threads}, {env['gpu'] or env['cpu']}")
+    for col in ("what", "batch", "throughput", "latency", "detail"):
+        table.add_column(col, justify="left" if col in ("what", "detail") else "right")
+    for s in result["model_stack"]:
+        detail = " ".join(f"{k[3:]} {s[k]:.1f}" for k in ("ms_encode", "ms_neutralize", "ms_decode", "ms_enhance"))
+        table.add_row("model stack", str(s["batch_size"]), f"{s['faces_per_s']:.1f} faces/s",
+                      f"{s['ms_per_batch']:.1f} ms/batch", f"ms: {detail}")
+    if "detection" in result:
+        d = result["detection"]
+        table.add_row("MTCNN detection", "1", f"{d['photos_per_s']:.1f} photos/s", f"{d['ms_per_photo']:.1f} ms",
+                      ", ".join(d["photo_sizes"]))
+    if "end_to_end" in result:
+        e = result["end_to_end"]
+        table.add_row("end to end (neutralize)", "1", f"{e['photos_per_s']:.2f} photos/s", f"{e['ms_per_photo']:.1f} ms",
+                      f"{e['photos']} photos, {env['crops']} crops")
+    table.caption = f"medians of {env['repeats']} runs after warm-up; peak RSS {result['peak_rss_mib']:.0f} MiB"
+    console.print(table)

@@ -1,0 +1,59 @@
+"""Shared fixtures: the London test photos and one MTCNN detector for the whole session
+(loading MTCNN and detecting on CPU are the slow parts of the suite)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+LONDON = TESTS / "data" / "london"
+LONDON_NAMES = [f"{pid}_{expr}.jpg" for pid in ("005", "011", "025", "038", "042", "094")
+                for expr in ("neutral", "smiling")]
+
+
+@pytest.fixture(scope="session")
+def london_paths() -> list[Path]:
+    paths = [LONDON / n for n in LONDON_NAMES]
+    missing = [p.name for p in paths if not p.exists()]
+    assert not missing, f"test fixtures missing from {LONDON}: {missing}"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def london_rgb(london_paths) -> dict[str, np.ndarray]:
+    from stoic_cli.images import load_photo
+
+    return {p.name: load_photo(p).rgb for p in london_paths}
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """One MTCNN for every test (and for the CLI, see `cli_detector`)."""
+    import torch
+
+    from stoic_cli.detection import FaceDetector
+
+    # One intra-op thread: on a small, busy CI machine two threads that spin-wait for each
+    # other make MTCNN ten times slower, and on an idle one it costs little.
+    torch.set_num_threads(1)
+    return FaceDetector(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def london_faces(detector, london_rgb) -> dict:
+    """name -> faces found by MTCNN (all 12 photos have one size: one batched call)."""
+    names = list(london_rgb)
+    found = detector.detect_batch([london_rgb[n] for n in names])
+    return dict(zip(names, found))
+
+
+@pytest.fixture
+def cli_detector(monkeypatch, detector):
+    """Make the CLI's commands reuse the session's detector instead of loading their own."""
+    import stoic_cli.detection
+
+    monkeypatch.setattr(stoic_cli.detection, "FaceDetector", lambda *a, **k: detector)
+    return detector

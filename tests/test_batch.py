@@ -1,0 +1,188 @@
+"""Batch conventions shared by every image command (no models needed: the work is a stub)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from stoic_cli.batch import (FAILED, OK, SKIPPED, Job, expand_inputs, output_path, plan_jobs, run_jobs,
+                             summary, write_report)
+
+
+def touch(path: Path, data: bytes = b"img") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+def writer(calls: list | None = None):
+    """A stand-in for an editing command: writes the output, reports one face."""
+    def work(job: Job):
+        if calls is not None:
+            calls.append(job.source)
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_bytes(b"result of " + job.source.name.encode())
+        return 1, ""
+    return work
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    root = tmp_path / "in"
+    for rel in ["a.jpg", "b.PNG", "sub/c.jpeg", "sub/deeper/d.webp", "notes.txt", ".hidden.jpg",
+                "a_neutral.jpg", "sub/c_crop.png", "e_compare.png", "sub/deeper/f_transfer.tif"]:
+        touch(root / rel)
+    return root
+
+
+def test_output_goes_next_to_the_input(tmp_path):
+    src = touch(tmp_path / "holiday" / "me.jpeg")
+    jobs = plan_jobs([src], "neutral")
+    assert [j.output for j in jobs] == [tmp_path / "holiday" / "me_neutral.jpeg"]
+    assert output_path(Path("x/photo.png"), None, None, "edit") == Path("x/photo_edit.png")
+    assert output_path(Path("x/photo"), None, None, "crop") == Path("x/photo_crop.png")  # no extension
+    assert output_path(Path("x/p.jpg"), None, None, "crop", ".png") == Path("x/p_crop.png")
+
+
+def test_folder_outputs_next_to_each_input(tree):
+    jobs = plan_jobs([tree], "neutral")
+    assert [(j.source.name, j.output) for j in jobs] == [
+        ("a.jpg", tree / "a_neutral.jpg"),
+        ("b.PNG", tree / "b_neutral.PNG"),
+    ]
+
+
+def test_recursive_output_dir_mirrors_subfolders(tree, tmp_path):
+    out = tmp_path / "out"
+    jobs = plan_jobs([tree], "neutral", out, recursive=True)
+    got = {j.source.relative_to(tree).as_posix(): j.output.relative_to(out).as_posix() for j in jobs}
+    assert got == {
+        "a.jpg": "a_neutral.jpg",
+        "b.PNG": "b_neutral.PNG",
+        "sub/c.jpeg": "sub/c_neutral.jpeg",
+        "sub/deeper/d.webp": "sub/deeper/d_neutral.webp",
+    }
+    # without --recursive only the folder's own images
+    flat = plan_jobs([tree], "neutral", out)
+    assert sorted(j.source.name for j in flat) == ["a.jpg", "b.PNG"]
+    # a file named directly goes straight into the output folder
+    single = plan_jobs([tree / "sub" / "c.jpeg"], "neutral", out)
+    assert single[0].output == out / "c_neutral.jpeg"
+
+
+def test_stoic_outputs_are_not_picked_up_again(tree):
+    found = [f.relative_to(tree).as_posix() for f, _ in expand_inputs([tree], recursive=True)]
+    assert found == ["a.jpg", "b.PNG", "sub/c.jpeg", "sub/deeper/d.webp"]
+    assert all(root == tree for _, root in expand_inputs([tree], recursive=True))
+
+
+def test_named_files_are_kept_even_if_odd(tree):
+    """A file the user names is always tried, so a bad one is reported rather than ignored."""
+    named = [tree / "a_neutral.jpg", tree / "notes.txt", tree / "missing.jpg"]
+    assert [f for f, _ in expand_inputs(named)] == named
+    assert all(root is None for _, root in expand_inputs(named))
+
+
+def test_inputs_are_deduplicated(tree):
+    found = expand_inputs([tree / "a.jpg", tree, tree / "sub" / ".." / "a.jpg"])
+    assert [f.name for f, _ in found] == ["a.jpg", "b.PNG"]
+
+
+def test_existing_output_is_skipped_unless_overwrite(tree):
+    jobs = plan_jobs([tree / "a.jpg", tree / "b.PNG"], "edit")
+    existing = touch(jobs[0].output, b"earlier result")
+    calls: list = []
+    outcomes = run_jobs(jobs, writer(calls), console=quiet_console())
+    assert [o.status for o in outcomes] == [SKIPPED, OK]
+    assert calls == [tree / "b.PNG"]
+    assert existing.read_bytes() == b"earlier result"
+    assert "--overwrite" in outcomes[0].message
+
+    calls.clear()
+    outcomes = run_jobs(jobs, writer(calls), overwrite=True, console=quiet_console())
+    assert [o.status for o in outcomes] == [OK, OK]
+    assert existing.read_bytes() == b"result of a.jpg"
+
+
+@pytest.mark.parametrize("how", ["same", "dotdot", "symlink"])
+def test_output_equal_to_input_is_refused(tree, how):
+    src = tree / "a.jpg"
+    if how == "same":
+        out = src
+    elif how == "dotdot":
+        out = tree / "sub" / ".." / "a.jpg"
+    else:
+        out = tree / "link.jpg"
+        out.symlink_to(src)
+    calls: list = []
+    outcomes = run_jobs([Job(src, out)], writer(calls), overwrite=True, console=quiet_console())
+    assert outcomes[0].status == FAILED
+    assert "overwrite the input" in outcomes[0].message
+    assert calls == []
+    assert src.read_bytes() == b"img"
+
+
+def test_a_failing_job_does_not_stop_the_batch(tree):
+    jobs = plan_jobs([tree], "edit", recursive=True)
+    assert len(jobs) == 4
+
+    def work(job):
+        if job.source.name == "b.PNG":
+            raise ValueError("no face found")
+        if job.source.name == "c.jpeg":
+            raise RuntimeError()
+        return writer()(job)
+
+    console = quiet_console()
+    outcomes = run_jobs(jobs, work, console=console)
+    assert [o.status for o in outcomes] == [OK, FAILED, FAILED, OK]
+    assert outcomes[1].message == "no face found"
+    assert outcomes[2].message == "RuntimeError"  # an empty message still says something
+    assert jobs[3].output.exists()
+    assert summary(outcomes) == "2 done, 0 skipped, 2 failed"
+    log = console.file.getvalue()
+    assert "failed" in log and "b.PNG" in log and "no face found" in log
+
+
+def test_interrupt_stops_the_batch(tree):
+    jobs = plan_jobs([tree], "neutral")
+
+    def work(job):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs(jobs, work, console=quiet_console())
+
+
+def test_report_csv(tree, tmp_path):
+    jobs = plan_jobs([tree / "a.jpg", tree / "b.PNG", tree / "sub" / "c.jpeg"], "edit")
+    touch(jobs[2].output)
+
+    def work(job):
+        if job.source.name == "b.PNG":
+            raise ValueError("cannot read, image, \"quoted\"")
+        job.output.write_bytes(b"x")
+        return 2, "1 small face(s) skipped"
+
+    outcomes = run_jobs(jobs, work, console=quiet_console())
+    report = tmp_path / "reports" / "run.csv"
+    write_report(outcomes, report)
+    with open(report, newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == ["path", "faces", "status", "message", "seconds", "output"]
+        rows = list(reader)
+    assert [r["path"] for r in rows] == [str(j.source) for j in jobs]
+    assert [r["status"] for r in rows] == [OK, FAILED, SKIPPED]
+    assert [r["faces"] for r in rows] == ["2", "0", "0"]
+    assert rows[0]["message"] == "1 small face(s) skipped"
+    assert rows[1]["message"] == "cannot read, image, \"quoted\""
+    assert rows[0]["output"] == str(jobs[0].output) and rows[1]["output"] == ""
+    assert rows[2]["output"] == str(jobs[2].output)
+    assert all(float(r["seconds"]) >= 0 for r in rows)

@@ -1,0 +1,119 @@
+"""neutralize / transfer / edit through the CLI with the shipped models in models/."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from stoic_cli.cli import app
+from stoic_cli.models import find_model_dir
+
+DATA = Path(__file__).parent / "data" / "london"
+MODELS = Path(__file__).resolve().parent.parent / "models"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def shipped_models() -> Path:
+    # The trained models are part of the product: their absence is a failure, not a skip.
+    return find_model_dir(MODELS)
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("011_smiling.jpg", "011_neutral.jpg", "094_smiling.jpg"):
+        shutil.copy(DATA / name, folder / name)
+    return folder
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_neutralize_changes_only_the_face(shipped_models, photos, tmp_path):
+    src = photos / "011_smiling.jpg"
+    before = src.read_bytes()
+    res = run("neutralize", src, "-o", tmp_path / "out", "--compare", "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out" / "011_smiling_neutral.jpg"
+    assert out.exists() and (tmp_path / "out" / "011_smiling_compare.png").exists()
+    assert src.read_bytes() == before  # input untouched
+    a, b = _pixels(src), _pixels(out)
+    assert a.shape == b.shape
+    diff = np.abs(a - b).sum(2)
+    h, w = diff.shape
+    # Corners (background) are untouched up to JPEG re-encoding; the face moved.
+    corner = diff[: h // 8, : w // 8].mean()
+    face = diff[int(h * 0.55): int(h * 0.7), int(w * 0.4): int(w * 0.6)].mean()
+    assert corner < 3
+    assert face > corner + 5
+
+
+def test_neutral_input_stays_close(shipped_models, photos, tmp_path):
+    res = run("neutralize", photos / "011_neutral.jpg", "-o", tmp_path, "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    a, b = _pixels(photos / "011_neutral.jpg"), _pixels(tmp_path / "011_neutral_neutral.jpg")
+    smiling_change = None
+    res2 = run("neutralize", photos / "011_smiling.jpg", "-o", tmp_path, "--models", shipped_models)
+    assert res2.exit_code == 0
+    c, d = _pixels(photos / "011_smiling.jpg"), _pixels(tmp_path / "011_smiling_neutral.jpg")
+    smiling_change = np.abs(c - d).mean()
+    # A neutral face changes much less than a smiling one.
+    assert np.abs(a - b).mean() < 0.6 * smiling_change
+
+
+def test_strength_zero_is_identity_on_the_face(shipped_models, photos, tmp_path):
+    src = photos / "094_smiling.jpg"
+    res = run("neutralize", src, "-o", tmp_path, "--strength", "0", "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    # Only JPEG re-encoding remains.
+    assert np.abs(_pixels(src) - _pixels(tmp_path / "094_smiling_neutral.jpg")).mean() < 1.5
+
+
+def test_transfer_writes_output_and_strip(shipped_models, photos, tmp_path):
+    res = run("transfer", "--expr", photos / "094_smiling.jpg", photos / "011_neutral.jpg", "-o", tmp_path,
+              "--steps", "4", "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "011_neutral_transfer.jpg").exists()
+    strip = Image.open(tmp_path / "011_neutral_transfer_strip.png")
+    assert strip.size == (4 * 256, 256)
+
+
+def test_transfer_reference_without_face_fails_before_inputs(shipped_models, photos, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 300), (200, 180, 160)).save(blank)
+    res = run("transfer", "--expr", blank, photos / "011_neutral.jpg", "-o", tmp_path / "out",
+              "--models", shipped_models)
+    assert res.exit_code == 2
+    assert "reference" in res.output and "no face" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_edit_list_unknown_and_clipping(shipped_models, photos, tmp_path):
+    res = run("edit", "--list", "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    for name in ("smile", "surprise", "age", "gender"):
+        assert name in res.output
+    res = run("edit", photos / "011_neutral.jpg", "--attr", "grumpiness=1", "--models", shipped_models)
+    assert res.exit_code == 2 and "unknown attribute" in res.output and "smile" in res.output
+    res = run("edit", photos / "011_neutral.jpg", "--attr", "smile=5", "-o", tmp_path, "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    assert "clipped to 1" in res.output
+    assert (tmp_path / "011_neutral_edit.jpg").exists()
+
+
+def test_edit_amount_zero_changes_nothing(shipped_models, photos, tmp_path):
+    src = photos / "011_neutral.jpg"
+    res = run("edit", src, "--attr", "smile=0", "-o", tmp_path, "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    assert np.abs(_pixels(src) - _pixels(tmp_path / "011_neutral_edit.jpg")).mean() < 1.5

@@ -1,0 +1,184 @@
+"""A tiny end-to-end training run on CPU: prepare a cache from two shared datasets, train every
+stage for a few steps, resume, export to ONNX, check ONNX against PyTorch, and neutralize a photo
+with the exported models through the CLI."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO
+
+DATASETS = REPO.parent / "shared" / "datasets"
+NEEDED = [DATASETS / "jaffe" / "images", DATASETS / "taiwanese" / "images"]
+if not all(p.is_dir() for p in NEEDED):
+    pytest.skip(f"the shared face datasets are not at {DATASETS} (expected jaffe/images and "
+                f"taiwanese/images next to the repository, in ../shared/datasets); "
+                f"the training test needs them", allow_module_level=True)
+
+import torch  # noqa: E402
+
+from stoic_cli.train import data, export, trainer  # noqa: E402
+
+NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_numeric(rows: list[dict], columns: list[str]) -> None:
+    assert rows, "empty log"
+    for row in rows:
+        for col in columns:
+            value = float(row[col])  # raises if not a number
+            assert math.isfinite(value), (col, row)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Runs the whole tiny training once; the tests below check what it left behind."""
+    base = tmp_path_factory.mktemp("training")
+    cache, run_dir, models = base / "cache", base / "run", base / "models"
+    facts: dict = {"cache": cache, "run": run_dir, "models": models}
+
+    facts["counts"] = data.prepare(DATASETS, cache, datasets=["jaffe", "taiwanese"], limit=3, workers=1)
+
+    cfg = trainer.TrainConfig(cache=str(cache), run=str(run_dir), batch_size=4, vae_steps=3,
+                              enhancer_steps=3, enhancer_warmup_steps=1, neutralizer_steps=20,
+                              checkpoint_every=2, log_every=1, threads=1)
+    cpu = torch.device("cpu")
+    trainer.train_vae(cfg, cpu)
+    first = torch.load(run_dir / "vae.pt", map_location="cpu", weights_only=False)
+    facts["vae_step_first"] = first["step"]
+    facts["vae_weights_first"] = {k: v.clone() for k, v in first["encoder"].items()}
+    facts["vae_log_first"] = read_log(run_dir / "vae_log.csv")
+
+    cfg = dataclasses.replace(cfg, vae_steps=5)
+    trainer.train_vae(cfg, cpu)  # resumes from step 3
+    trainer.train_enhancer(cfg, cpu)
+    trainer.train_neutralizer(cfg, cpu)
+    facts["exported"] = export.export_all(run_dir, models)
+    return facts
+
+
+def test_prepare_writes_a_cache(run):
+    counts = run["counts"]
+    assert set(counts) == {"jaffe", "taiwanese"}
+    crops, labels = data.load_cache(run["cache"])
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (128, 128, 3)
+    assert len(crops) == len(labels) == sum(c.get(s, 0) for c in counts.values() for s in ("train", "val", "test"))
+    assert len(crops) >= 8
+    assert {r["dataset"] for r in labels} == {"jaffe", "taiwanese"}
+    assert all(not Path(r["source"]).is_absolute() for r in labels)  # portable cache
+    assert (run["cache"] / "failures.csv").exists()
+    # the crops are faces, not padding
+    assert np.asarray(crops).reshape(len(crops), -1).std(1).min() > 10
+
+
+def test_vae_log_and_checkpoint(run):
+    assert run["vae_step_first"] == 3
+    first = run["vae_log_first"]
+    assert [int(r["step"]) for r in first] == [1, 2, 3]
+    assert_numeric(first, ["l1", "ssim", "kl", "lr", "kl_weight"])
+    assert all(float(r["l1"]) > 0 for r in first)
+
+
+def test_vae_resumes_from_its_checkpoint(run):
+    state = torch.load(run["run"] / "vae.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 5
+    rows = read_log(run["run"] / "vae_log.csv")
+    # steps 4 and 5 were appended to the log: training went on from step 3, not from 0
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert_numeric(rows, ["l1", "ssim", "kl"])
+    changed = [k for k, v in state["encoder"].items()
+               if v.dtype.is_floating_point and not torch.equal(v, run["vae_weights_first"][k])]
+    assert changed, "resumed training did not update the weights"
+
+
+def test_enhancer_log(run):
+    rows = read_log(run["run"] / "enhancer_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert [int(r["adversarial"]) for r in rows] == [0, 1, 1]  # one warm-up step, then the critic
+    assert_numeric(rows, ["rec", "g_gan", "feat", "d_real", "d_fake"])
+    assert float(rows[-1]["d_real"]) > 0
+    state = torch.load(run["run"] / "enhancer.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 3
+
+
+def test_neutralizer_log(run):
+    rows = read_log(run["run"] / "neutralizer_log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    assert_numeric(rows, ["train", "val_expressive", "val_expressive_identity_baseline", "val_neutral"])
+    state = torch.load(run["run"] / "neutralizer.pt", map_location="cpu", weights_only=False)
+    assert state["pairs_train"] > 0
+    assert math.isfinite(state["best_val"])
+
+
+def test_export_writes_four_networks_and_metadata(run):
+    models = run["models"]
+    assert sorted(p.name for p in run["exported"]) == sorted([f"{n}.onnx" for n in NETWORKS] + ["stoic.json"])
+    for n in NETWORKS:
+        assert (models / f"{n}.onnx").stat().st_size > 1000
+    meta = json.loads((models / "stoic.json").read_text())
+    assert meta["image_size"] == 128 and meta["latent_dim"] == 256
+    assert meta["training"]["vae_steps"] == 5 and meta["training"]["neutralizer_steps"] == 20
+
+
+def test_onnx_matches_pytorch_on_real_crops(run):
+    crops, _ = data.load_cache(run["cache"])
+    diffs = export.max_onnx_difference(run["run"], run["models"], np.asarray(crops[:8]))
+    assert set(diffs) == set(NETWORKS)
+    assert all(d < 1e-3 for d in diffs.values()), diffs
+
+
+def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths, london_faces, tmp_path):
+    from typer.testing import CliRunner
+
+    from stoic_cli.alignment import alignment_matrix
+    from stoic_cli.cli import app
+    from stoic_cli.pasteback import face_mask
+
+    name = "094_smiling.jpg"
+    src = next(p for p in london_paths if p.name == name)
+    original = np.asarray(Image.open(src).convert("RGB"))
+    photo = tmp_path / "portrait.png"  # lossless, so untouched pixels can be compared exactly
+    Image.fromarray(original).save(photo)
+    jpeg = tmp_path / "portrait2.jpg"
+    shutil.copy(src, jpeg)
+
+    result = CliRunner().invoke(app, ["neutralize", "--device", "cpu", "--models", str(run["models"]),
+                                      "--strength", __import__("os").environ.get("S", "1"), str(photo), str(jpeg)])
+    assert result.exit_code == 0, result.output
+    assert str(run["models"]) in " ".join(result.stderr.split())
+
+    out = tmp_path / "portrait_neutral.png"
+    assert out.exists()
+    with Image.open(out) as img:
+        assert img.size == (400, 400) and img.mode == "RGB"
+        edited = np.asarray(img)
+
+    # Pixels outside the (slightly grown) face mask are the input's, byte for byte.
+    matrix = alignment_matrix(london_faces[name][0].landmarks, 128)
+    mask = cv2.warpAffine(face_mask(128).astype(np.float32), matrix, (400, 400),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+    face = cv2.dilate((mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert 0.1 < face.mean() < 0.6
+    assert np.array_equal(edited[~face], original[~face])
+    print("CHANGED", (edited != original).any(2).sum(), np.abs(edited.astype(int) - original).max())
+
+    out_jpeg = tmp_path / "portrait2_neutral.jpg"
+    with Image.open(out_jpeg) as img:
+        assert img.size == (400, 400) and img.format == "JPEG"
+        edited_jpeg = np.asarray(img.convert("RGB"))
+    # re-encoded, so only close outside the face
+    assert np.abs(edited_jpeg[~face].astype(int) - original[~face]).mean() < 2
