@@ -444,7 +444,7 @@ def data_prepare(
     datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets", help="Folder holding the shared datasets."),
     cache: Path = typer.Option(Path("cache"), "--cache", help="Where to write crops.npy, labels.csv, failures.csv."),
     only: Optional[List[str]] = typer.Option(None, "--only", help="Limit to these datasets (repeatable)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many people per dataset (for quick tests)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Quick runs: the first N people of each dataset, at most 2N images."),
     workers: int = typer.Option(0, "--workers", help="Processes (default: up to 2)."),
 ):
     """Align the datasets with stoic's aligner into a cache, split by person (fixed seed)."""
@@ -465,6 +465,25 @@ def data_prepare(
         table.add_row(ds, *(str(c.get(k, 0)) for k in ("train", "val", "test", "failed")))
     out.print(table)
     out.print(f"failures listed in {cache / 'failures.csv'}")
+
+
+@data_app.command("pairs")
+def data_pairs(
+    output: Path = typer.Option(..., "-o", "--output", help="CSV to write (input,neutral,person,expression)."),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="Cache from `stoic data prepare` (holds the splits)."),
+    datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets", help="Folder holding the shared datasets."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Datasets to draw from (default: taiwanese)."),
+    split: str = typer.Option("test", "--split", help="train | val | test"),
+):
+    """Write an evaluation pairs CSV of held-out people for `stoic eval neutralize --pairs`."""
+    from stoic_cli.train.data import write_heldout_pairs
+
+    try:
+        n = write_heldout_pairs(cache, datasets, output, tuple(only or ["taiwanese"]), split)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
+    out.print(f"wrote {n} pairs to {output}")
 
 
 def _train_config(config: Optional[Path], cache: Optional[Path], run: Optional[Path], overrides: List[str]):

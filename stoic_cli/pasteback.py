@@ -24,7 +24,10 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     # 1 inside, linear ramp to 0 over `feather` of the radius, then smoothed.
     mask = np.clip((1.0 - d) / feather + 0.5, 0, 1)
     k = max(3, int(size * feather) | 1)
-    return cv2.GaussianBlur(mask, (k, k), 0)
+    mask = cv2.GaussianBlur(mask, (k, k), 0)
+    # Fade to exactly 0 before the crop's edges so no seam appears where the square ends.
+    ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) - 1.0) / (0.06 * size), 0, 1)
+    return (mask * np.minimum(ramp[:, None], ramp[None, :])).astype(np.float32)
 
 
 def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:

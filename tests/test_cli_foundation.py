@@ -136,3 +136,54 @@ def test_neutralize_without_models_says_what_is_missing(london_paths, tmp_path, 
     assert "--models" in err and "stoic train" in err and "pip install -e ." in err
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["me.jpg"] + (["models"] if folder == "empty" else []))
+
+
+class StubModels:
+    """Stands in for FaceModels: every face's code is 0, the 'neutral' code is 1, and decoding
+    code c gives a flat grey of 100 + 40 c, so neutralizing makes a big change to every face."""
+
+    image_size = 128
+    provider = "stub"
+
+    def __init__(self, model_dir=None, device="auto", threads=0):
+        self.dir = model_dir
+
+    def encode(self, crops):
+        return np.zeros((len(crops), 4), np.float32)
+
+    def neutralize(self, z):
+        return z + 1
+
+    def decode(self, z, enhance=True):
+        return np.broadcast_to(100 + 40 * z[:, :1, None, None], (len(z), 128, 128, 3)).astype(np.float32)
+
+
+def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb, monkeypatch, tmp_path):
+    import cv2
+
+    import stoic_cli.models
+    from stoic_cli.alignment import alignment_matrix
+    from stoic_cli.pasteback import face_mask
+
+    monkeypatch.setattr(stoic_cli.models, "FaceModels", StubModels)
+    name = "042_smiling.jpg"
+    original = london_rgb[name]
+    photo = tmp_path / "portrait.png"
+    Image.fromarray(original).save(photo)
+    result = runner.invoke(app, ["neutralize", "--device", "cpu", "--compare", str(photo)])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "portrait_neutral.png") as img:
+        edited = np.asarray(img).astype(int)
+    with Image.open(tmp_path / "portrait_compare.png") as img:
+        assert img.size == (800, 400)
+
+    matrix = alignment_matrix(london_faces[name][0].landmarks, 128)
+    m = cv2.warpAffine(face_mask(128).astype(np.float32), matrix, original.shape[1::-1],
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+    outside = cv2.dilate((m > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0
+    assert np.array_equal(edited[outside], original[outside])
+    core = m > 0.999
+    assert core.sum() > 5000
+    # the face itself did change (how much of the model's face is taken is the pipeline's policy)
+    assert np.abs(edited[core] - original[core]).mean() > 10
+    assert (np.abs(edited[core] - original[core]).max(1) > 0).mean() > 0.9

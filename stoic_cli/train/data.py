@@ -302,7 +302,8 @@ def write_heldout_pairs(cache_dir: str | Path, datasets_dir: str | Path, out_csv
                 continue
             for r in rows:
                 if r["expression"] != "neutral":
-                    w.writerow([str(Path(datasets_dir) / r["source"]), str(Path(datasets_dir) / neutrals[0]["source"]),
-                                person, r["expression"]])
+                    # paths relative to the CSV, as `stoic eval` reads them
+                    rel = lambda src: os.path.relpath(Path(datasets_dir).resolve() / src, out_csv.parent.resolve())
+                    w.writerow([rel(r["source"]), rel(neutrals[0]["source"]), person, r["expression"]])
                     n += 1
     return n
