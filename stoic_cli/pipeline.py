@@ -37,28 +37,48 @@ class EditResult:
     skipped_small: int = 0
 
 
-def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_level: float | None) -> np.ndarray:
-    """The change to add to the original crop. Where the model barely changes the face we add
-    only its difference (the photo keeps its own texture); where it changes a lot (an open
-    smile closing) adding a difference would leave ghosts of the old teeth and lips, so there
-    we take the model's face itself. `replace_level` is the change (grey levels) at which the
-    model's face fully takes over; None keeps the difference everywhere."""
+def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
     import cv2
+    return cv2.GaussianBlur(img, (0, 0), sigma)
 
+
+def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_level: float | None,
+                 tone_sigma: float | None = 8.0) -> np.ndarray:
+    """The change to add to the original crop (all float, 0..255, crop-sized).
+
+    - Tones stay the photo's: expression lives in mid frequencies (mouth, brows, cheeks) while
+      skin tone and lighting live in low ones, and a blurry decoder drifts there toward the
+      training average. So only the change above a Gaussian of `tone_sigma` px is applied.
+    - Where the model changes the face a lot (an open smile closing), adding a difference leaves
+      ghosts of the old teeth and lips, so there the model's own structure is used, on the
+      photo's low-frequency tones. `replace_level` is the change (grey levels) at which that
+      takes over fully; None adds the difference everywhere."""
+    crop = crop.astype(np.float32)
     change = new - own
+    if tone_sigma:
+        change = change - _lowpass(change, tone_sigma)
     if replace_level is None:
         return change
     magnitude = np.abs(change).mean(axis=2)
-    k = max(3, (crop.shape[0] // 16) | 1)
-    weight = cv2.GaussianBlur(np.clip(magnitude / replace_level, 0, 1), (k, k), 0)[..., None]
-    return change * (1 - weight) + (new - crop.astype(np.float32)) * weight
+    weight = np.clip(_lowpass(magnitude, crop.shape[0] / 32) / replace_level, 0, 1)[..., None]
+    if tone_sigma:
+        structure = _lowpass(crop, tone_sigma) + (new - _lowpass(new, tone_sigma))
+    else:
+        structure = new
+    return change * (1 - weight) + (structure - crop) * weight
 
 
 class Pipeline:
+    """`change_gain` compensates for the decoder reconstructing expressions muted (a blurry
+    D(E(x)) smiles less than x): the decoded change is scaled by it before it reaches the photo.
+    It is calibrated on validation people and stored in the models' stoic.json."""
+
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
-                 min_eye_distance: float = 20.0, replace_level: float | None = 24.0):
+                 min_eye_distance: float = 20.0, replace_level: float | None = None,
+                 change_gain: float | None = None):
         self.models = models
-        self.replace_level = replace_level
+        self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
+        self.change_gain = float(models.meta.get("change_gain", 1.0)) if change_gain is None else change_gain
         self.detector = detector or FaceDetector()
         self.min_eye_distance = min_eye_distance
         self.size = models.image_size
@@ -88,6 +108,7 @@ class Pipeline:
         # Decode own and edited codes in one batch; only their difference reaches the photo.
         decoded = self.models.decode(np.concatenate([z, z_edit]).astype(np.float32))
         own, new = decoded[: len(z)], decoded[len(z):]
+        new = own + self.change_gain * (new - own)
         out = photo.rgb
         edits = []
         for face, (crop, matrix), a, b in zip(faces, aligned, own, new):
