@@ -110,6 +110,7 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
 
     console = console or Console(stderr=True)
     outcomes: list[Outcome] = []
+    written: dict[Path, Path] = {}  # output -> the input that produced it in this run
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True,
                   disable=quiet or not console.is_terminal) as progress:
@@ -118,6 +119,10 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
             start = time.perf_counter()
             if job.output is not None and same_file(job.output, job.source):
                 outcome = Outcome(job.source, FAILED, message="output would overwrite the input; choose another -o")
+            elif job.output is not None and job.output in written:
+                # Two inputs with one stem (a/x.jpg, b/x.jpg -o out/): never let one replace the other.
+                outcome = Outcome(job.source, FAILED, message=f"same output name as {written[job.output]}; "
+                                  "use --recursive on their common folder or separate -o folders")
             elif job.output is not None and job.output.exists() and not overwrite:
                 outcome = Outcome(job.source, SKIPPED, message=f"{job.output} exists (use --overwrite)",
                                   output=job.output)
@@ -125,6 +130,8 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
                 try:
                     faces, message = work(job)
                     outcome = Outcome(job.source, OK, faces=faces, message=message, output=job.output)
+                    if job.output is not None:
+                        written[job.output] = job.source
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # one bad photo must not stop a batch of thousands

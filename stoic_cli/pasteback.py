@@ -55,42 +55,37 @@ def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, in
                           borderMode=border, borderValue=0)
 
 
-def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Blend an edited crop (uint8 or float 0..255, any size, aligned by `matrix`) into a copy of
-    `image` under the mask."""
-    size = crop.shape[0]
+def _update_under_mask(image: np.ndarray, values: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None,
+                       combine, border: int) -> np.ndarray:
+    """Warp crop-space `values` and the mask into the photo and write combine(photo, values, mask)
+    into a copy, only where the mask is above zero (elsewhere pixels stay byte-identical)."""
+    size = values.shape[0]
     mask = face_mask(size) if mask is None else mask
     out = image.copy()
     roi = _roi(matrix, size, image.shape[:2])
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
-    # The mask is still ~0.3 at the crop's bottom edge: extend the crop's edge pixels there, as
-    # black from a zero border would draw a dark line along the edge of the crop square.
-    warped = _to_photo(crop.astype(np.float32), matrix, roi, cv2.BORDER_REPLICATE)
+    warped = _to_photo(values.astype(np.float32), matrix, roi, border)
     m = _to_photo(mask.astype(np.float32), matrix, roi)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = np.clip(np.rint(region * (1 - m) + warped * m), 0, 255).astype(np.uint8)
+    updated = np.clip(np.rint(combine(region, warped, m)), 0, 255).astype(np.uint8)
     touched = m[..., 0] > 0
-    out[y0:y1, x0:x1][touched] = blended[touched]
+    out[y0:y1, x0:x1][touched] = updated[touched]
     return out
+
+
+def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Blend an edited crop (uint8 or float 0..255, any size, aligned by `matrix`) into a copy of
+    `image` under the mask. Edge pixels are repeated beyond the crop so that interpolation at
+    the square's border never pulls in black."""
+    return _update_under_mask(image, crop, matrix, mask, lambda photo, crop_, m: photo * (1 - m) + crop_ * m,
+                              cv2.BORDER_REPLICATE)
 
 
 def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Add a crop-space change (float, in 0..255 units, e.g. decode(edited) - decode(own)) to a copy
     of the full-resolution photo under the mask. The change is smooth, so upsampling it to the
     photo's resolution loses nothing, while the photo keeps its own fine detail."""
-    size = change.shape[0]
-    mask = face_mask(size) if mask is None else mask
-    out = image.copy()
-    roi = _roi(matrix, size, image.shape[:2])
-    if roi is None:
-        return out
-    x0, y0, x1, y1 = roi
-    delta = _to_photo(change.astype(np.float32), matrix, roi)
-    m = _to_photo(mask.astype(np.float32), matrix, roi)[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    edited = np.clip(np.rint(region + delta * m), 0, 255).astype(np.uint8)
-    touched = m[..., 0] > 0
-    out[y0:y1, x0:x1][touched] = edited[touched]
-    return out
+    return _update_under_mask(image, change, matrix, mask, lambda photo, delta, m: photo + delta * m,
+                              cv2.BORDER_CONSTANT)

@@ -186,3 +186,22 @@ def test_report_csv(tree, tmp_path):
     assert rows[0]["output"] == str(jobs[0].output) and rows[1]["output"] == ""
     assert rows[2]["output"] == str(jobs[2].output)
     assert all(float(r["seconds"]) >= 0 for r in rows)
+
+
+def test_two_inputs_with_one_output_name_do_not_clobber(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "x.jpg").write_bytes(b"x")
+    jobs = plan_jobs([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"], "neutral", tmp_path / "out")
+    assert jobs[0].output == jobs[1].output
+
+    def work(job):
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_text(str(job.source))
+        return 1, ""
+
+    outcomes = run_jobs(jobs, work, overwrite=True, quiet=True)
+    assert [o.status for o in outcomes] == ["ok", "failed"]
+    assert "same output name" in outcomes[1].message
+    assert (tmp_path / "out" / "x_neutral.jpg").read_text() == str(tmp_path / "a" / "x.jpg")
