@@ -135,7 +135,9 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # one bad photo must not stop a batch of thousands
-                    outcome = Outcome(job.source, FAILED, message=str(exc) or type(exc).__name__)
+                    message = str(exc) or type(exc).__name__
+                    message = message.removeprefix(f"{job.source}: ")  # the line already names the file
+                    outcome = Outcome(job.source, FAILED, message=message)
             outcome.seconds = time.perf_counter() - start
             outcomes.append(outcome)
             if not quiet:

@@ -232,7 +232,13 @@ def neutralize(
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
-    Only the face changes: hair, background and clothes keep their original pixels."""
+    Only the face changes: hair, background and clothes keep their original pixels.
+
+    [bold]Examples[/]
+
+      stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_compare.png
+      stoic neutralize ids/ -o out/ -r --report out/report.csv
+      stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
     from stoic_cli.batch import plan_jobs, run_jobs
     from stoic_cli.images import load_photo, save_photo
     from stoic_cli.latent import neutralize_codes

@@ -17,8 +17,8 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     Hair, ears and background lie outside it."""
     eye_y, mouth_y = TEMPLATE[0, 1], TEMPLATE[3, 1]
     cy = (eye_y + mouth_y) / 2 * size + 0.02 * size
-    ry = (mouth_y - eye_y) * 1.55 * size
-    rx = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * 1.25 * size
+    ry = (mouth_y - eye_y) * 1.45 * size
+    rx = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * 1.1 * size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     d = np.sqrt(((xx + 0.5 - size / 2) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
     # 1 inside, linear ramp to 0 over `feather` of the radius, then smoothed.
