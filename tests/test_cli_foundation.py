@@ -140,10 +140,13 @@ def test_neutralize_without_models_says_what_is_missing(london_paths, tmp_path, 
 
 class StubModels:
     """Stands in for FaceModels: every face's code is 0, the 'neutral' code is 1, and decoding
-    code c gives a flat grey of 100 + 40 c, so neutralizing makes a big change to every face."""
+    code c gives grey 100 plus 40 c times a 4-px checkerboard, so neutralizing makes a big change
+    to every face (textured, because the pipeline ignores flat tone shifts on purpose)."""
 
     image_size = 128
     provider = "stub"
+    meta: dict = {}
+    _checker = ((np.indices((128, 128)).sum(0) // 4) % 2 * 2 - 1).astype(np.float32)
 
     def __init__(self, model_dir=None, device="auto", threads=0):
         self.dir = model_dir
@@ -155,7 +158,8 @@ class StubModels:
         return z + 1
 
     def decode(self, z, enhance=True):
-        return np.broadcast_to(100 + 40 * z[:, :1, None, None], (len(z), 128, 128, 3)).astype(np.float32)
+        img = 100 + 40 * z[:, :1, None] * self._checker[None]
+        return np.repeat(img[..., None], 3, axis=3).astype(np.float32)
 
 
 def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb, monkeypatch, tmp_path):
