@@ -283,6 +283,29 @@ def _write_steps(pipe, photo, faces, make_edit, values, base: Path, gif: bool) -
     return path
 
 
+def _edit_photos(pipe, jobs, make_edit, final: float, steps: int, gif: bool, largest: bool,
+                 overwrite: bool, quiet: bool, label: str):
+    """Shared by transfer and edit: apply make_edit(final) to each photo's faces, save, and
+    optionally write a strip of the first face from make_edit(0) to make_edit(final)."""
+    import numpy as np
+
+    from stoic_cli.batch import run_jobs
+    from stoic_cli.images import load_photo, save_photo
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces, small = pipe.find_faces(photo, largest)
+        result = pipe.apply(photo, faces, make_edit(final))
+        save_photo(photo, result.rgb, job.output)
+        msg = f"{small} small face(s) skipped" if small else ""
+        if steps:
+            strip = _write_steps(pipe, photo, faces, make_edit, np.linspace(0, final, max(2, steps)), job.output, gif)
+            msg = (msg + "; " if msg else "") + f"strip {strip.name}"
+        return len(faces), msg
+
+    return run_jobs(jobs, work, overwrite=overwrite, console=err, label=label, quiet=quiet)
+
+
 @app.command()
 def transfer(
     images: List[Path] = InputsArg,
@@ -304,10 +327,8 @@ def transfer(
 
     The expression is the reference's latent displacement from its own neutral code (LEED),
     added to each input's neutral code, so the input keeps its identity."""
-    import numpy as np
-
-    from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.images import ImageError, load_photo, save_photo
+    from stoic_cli.batch import plan_jobs
+    from stoic_cli.images import ImageError, load_photo
     from stoic_cli.latent import expression_displacement, transfer_codes
     from stoic_cli.pipeline import NoFaceError
 
@@ -328,19 +349,8 @@ def transfer(
         return lambda z, zn: transfer_codes(zn, displacement, a)
 
     jobs = plan_jobs(images, "transfer", output, recursive)
-
-    def work(job):
-        photo = load_photo(job.source)
-        faces, small = pipe.find_faces(photo, largest)
-        result = pipe.apply(photo, faces, make_edit(alpha))
-        save_photo(photo, result.rgb, job.output)
-        msg = f"{small} small face(s) skipped" if small else ""
-        if steps:
-            strip = _write_steps(pipe, photo, faces, make_edit, np.linspace(0, alpha, max(2, steps)), job.output, gif)
-            msg = (msg + "; " if msg else "") + f"strip {strip.name}"
-        return len(faces), msg
-
-    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="transferring", quiet=quiet), report)
+    outcomes = _edit_photos(pipe, jobs, make_edit, alpha, steps, gif, largest, overwrite, quiet, "transferring")
+    _finish(outcomes, report)
 
 
 def _parse_amounts(specs: List[str], known: dict, force: bool) -> dict[str, float]:
@@ -392,10 +402,7 @@ def edit(
 
     Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
     --attr smile=-0.5 --attr surprise=0.3 (several at once)."""
-    import numpy as np
-
-    from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.images import load_photo, save_photo
+    from stoic_cli.batch import plan_jobs
     from stoic_cli.latent import edit_codes, load_attributes
     from stoic_cli.models import FaceModels, ModelNotFound
 
@@ -428,19 +435,7 @@ def edit(
         return lambda z, zn: edit_codes(z, known, scaled)
 
     jobs = plan_jobs(images, "edit", output, recursive)
-
-    def work(job):
-        photo = load_photo(job.source)
-        faces, small = pipe.find_faces(photo, largest)
-        result = pipe.apply(photo, faces, make_edit(1.0))
-        save_photo(photo, result.rgb, job.output)
-        msg = f"{small} small face(s) skipped" if small else ""
-        if steps:
-            strip = _write_steps(pipe, photo, faces, make_edit, np.linspace(0, 1, max(2, steps)), job.output, gif)
-            msg = (msg + "; " if msg else "") + f"strip {strip.name}"
-        return len(faces), msg
-
-    _finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="editing", quiet=quiet), report)
+    _finish(_edit_photos(pipe, jobs, make_edit, 1.0, steps, gif, largest, overwrite, quiet, "editing"), report)
 
 
 # --------------------------------------------------------------------------- data / train
