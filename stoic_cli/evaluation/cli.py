@@ -60,8 +60,6 @@ def neutralize(
       stoic eval neutralize --pairs ../shared/fixtures/london -o reports/london
       stoic eval neutralize --pairs pairs.csv --models runs/export --strength 1.2
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.judges import EvalExtraMissing, ExpressionJudge, IdentityJudge
     from stoic_cli.evaluation.neutralize_eval import evaluate_neutralize, load_pairs, make_neutralize_fn, markdown
@@ -75,8 +73,7 @@ def neutralize(
     pipe = _load_pipeline(models, _device(device))
     settings = {"pairs": str(pairs), "models": str(pipe.models.dir), "provider": pipe.models.provider,
                 "strength": strength}
-    with expression, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              console=err, transient=True, disable=not err.is_terminal) as progress:
+    with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
         report = evaluate_neutralize(pair_list, make_neutralize_fn(pipe, strength), output, identity, expression,
                                      sheet_rows=sheet_rows, settings=settings, tick=lambda: progress.advance(task))

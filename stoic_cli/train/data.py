@@ -293,6 +293,11 @@ def write_heldout_pairs(cache_dir: str | Path, datasets_dir: str | Path, out_csv
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+    root, csv_dir = Path(datasets_dir).resolve(), out_csv.parent.resolve()
+
+    def rel(source: str) -> str:
+        return os.path.relpath(root / source, csv_dir)  # relative to the CSV, as `stoic eval` reads them
+
     with open(out_csv, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["input", "neutral", "person", "expression"])
@@ -302,8 +307,6 @@ def write_heldout_pairs(cache_dir: str | Path, datasets_dir: str | Path, out_csv
                 continue
             for r in rows:
                 if r["expression"] != "neutral":
-                    # paths relative to the CSV, as `stoic eval` reads them
-                    rel = lambda src: os.path.relpath(Path(datasets_dir).resolve() / src, out_csv.parent.resolve())
                     w.writerow([rel(r["source"]), rel(neutrals[0]["source"]), person, r["expression"]])
                     n += 1
     return n
