@@ -44,8 +44,10 @@ def _register_evaluation() -> None:
 
 _register_evaluation()
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: messages and paths are never folded to the terminal width, so logs stay greppable
+# and a long path is not split in two (tables still fit the width).
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 InputsArg = typer.Argument(..., help="Image files and/or folders.", show_default=False)
 OutDirOpt = typer.Option(None, "-o", "--output", help="Folder for results (default: next to each input).")
@@ -129,7 +131,10 @@ def detect(
             print(json.dumps({"path": str(job.source), "width": photo.width, "height": photo.height,
                               "faces": [f.to_dict() for f in faces]}))
         else:
-            table = Table(title=f"{job.source} ({photo.width}x{photo.height})", show_lines=False)
+            # The path goes on its own unwrapped line: a table title would be folded to the
+            # table's width, which breaks long paths for anyone grepping the output.
+            out.print(f"{job.source} ({photo.width}x{photo.height})", soft_wrap=True, markup=False, highlight=False)
+            table = Table(show_lines=False)
             for col in ("#", "box x1,y1,x2,y2", "score", "eye distance"):
                 table.add_column(col)
             for i, f in enumerate(faces):
@@ -189,21 +194,22 @@ def info(models: Optional[Path] = ModelsOpt):
     from stoic_cli.models import NETWORKS, candidate_dirs
     from stoic_cli.runtime import available_providers, choose_providers, gpu_present
 
-    table = Table(title=f"stoic {__version__}", show_header=False)
-    table.add_row("python", sys.version.split()[0])
+    # Plain "key: value" lines rather than a table: pasted into bug reports, grepped in CI logs.
+    rows = [("stoic", __version__), ("python", sys.version.split()[0])]
     for pkg in ("torch", "onnxruntime-gpu", "facenet-pytorch", "opencv-python-headless", "numpy", "typer"):
         try:
-            table.add_row(pkg, md.version(pkg))
+            rows.append((pkg, md.version(pkg)))
         except md.PackageNotFoundError:
-            table.add_row(pkg, "[red]not installed[/]")
-    table.add_row("ONNX Runtime providers", ", ".join(available_providers()))
-    table.add_row("GPU present", str(gpu_present()))
-    table.add_row("providers used (auto)", ", ".join(choose_providers("auto")))
+            rows.append((pkg, "not installed"))
+    rows.append(("ONNX Runtime providers", ", ".join(available_providers())))
+    rows.append(("GPU present", str(gpu_present())))
+    rows.append(("providers used (auto)", ", ".join(choose_providers("auto"))))
     for d in candidate_dirs(models):
         found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
         extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
-        table.add_row(f"models in {d}", ", ".join(found + extra) or "-")
-    out.print(table)
+        rows.append((f"models in {d}", ", ".join(found + extra) or "-"))
+    for key, value in rows:
+        out.print(f"{key}: {value}", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- neutralize

@@ -16,7 +16,7 @@ from stoic_cli.runtime import OnnxModel
 NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
               "full checkout (`pip install -e .`), point --models/STOIC_MODELS at that folder, or "
-              "train and export your own (`stoic train all` then `stoic train export`).")
+              "train and export your own (`stoic train run all` then `stoic train export`).")
 
 
 class ModelNotFound(FileNotFoundError):

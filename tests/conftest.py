@@ -2,7 +2,12 @@
 (loading MTCNN and detecting on CPU are the slow parts of the suite)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Rich sizes its consoles from COLUMNS when stoic_cli.cli is first imported; pin it so table
+# output in the tests does not depend on the terminal (or CI runner) the suite happens to use.
+os.environ["COLUMNS"] = "120"
 
 import numpy as np
 import pytest

@@ -114,7 +114,7 @@ def test_info_runs(tmp_path):
     result = runner.invoke(app, ["info", "--models", str(tmp_path)], terminal_width=200)
     assert result.exit_code == 0, result.output
     text = flat(result.stdout)
-    assert "stoic 0.1.0" in text
+    assert "stoic: 0.1.0" in text
     assert "python" in text and "torch" in text
     assert "CPUExecutionProvider" in text
     assert "models in" in text
