@@ -59,6 +59,10 @@ LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face o
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
 MinEyeOpt = typer.Option(20.0, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
+FidelityOpt = typer.Option(None, "--fidelity", "-f", min=0.0, max=1.0,
+                           help="1 = keep the photo's own fine detail everywhere (sharp; faint traces of the "
+                                "old expression may stay), 0 = the model's face where the expression changes "
+                                "(clean, softer). Default: the models' stoic.json.")
 
 
 def _torch_device(device: str) -> str:
@@ -84,7 +88,8 @@ def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
         raise typer.Exit(1)
 
 
-def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0):
+def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0,
+                   fidelity: Optional[float] = None):
     from stoic_cli.detection import FaceDetector
     from stoic_cli.models import FaceModels, ModelNotFound
     from stoic_cli.pipeline import Pipeline
@@ -99,7 +104,7 @@ def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
     err.print(f"models: {models.dir} on {provider}", highlight=False)
-    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes)
+    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes, fidelity=fidelity)
 
 
 def _message(result) -> str:
@@ -235,6 +240,7 @@ def neutralize(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    fidelity: Optional[float] = FidelityOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
@@ -244,12 +250,13 @@ def neutralize(
 
       stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_compare.png
       stoic neutralize ids/ -o out/ -r --report out/report.csv
-      stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
+      stoic neutralize photo.jpg --strength 0.5     halfway to neutral
+      stoic neutralize photo.jpg --fidelity 0       expression gone more fully, mouth softer"""
     from stoic_cli.batch import plan_jobs, run_jobs
     from stoic_cli.images import load_photo, save_photo
     from stoic_cli.latent import neutralize_codes
 
-    pipe = _load_pipeline(models, device, min_eyes)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity)
     jobs = plan_jobs(images, "neutral", output, recursive)
 
     def work(job):
@@ -328,6 +335,7 @@ def transfer(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    fidelity: Optional[float] = FidelityOpt,
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
@@ -338,7 +346,7 @@ def transfer(
     from stoic_cli.latent import expression_displacement, transfer_codes
     from stoic_cli.pipeline import NoFaceError
 
-    pipe = _load_pipeline(models, device, min_eyes)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity)
     # The reference is checked before any input is touched.
     try:
         ref = load_photo(expr)
@@ -403,17 +411,18 @@ def edit(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    fidelity: Optional[float] = FidelityOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
     Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
     --attr smile=-0.5 --attr surprise=0.3 (several at once)."""
     from stoic_cli.batch import plan_jobs
-    from stoic_cli.latent import edit_codes, load_attributes
+    from stoic_cli.latent import edit_codes
     from stoic_cli.models import FaceModels, ModelNotFound
 
     try:
-        known = load_attributes(FaceModels(models, device="cpu").attributes()) if list_ else None
+        known = FaceModels(models, device="cpu").attribute_table() if list_ else None
     except ModelNotFound as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
@@ -428,9 +437,9 @@ def edit(
     if not images or not attr:
         err.print("[red]error:[/] give images and at least one --attr NAME=AMOUNT (see --list)")
         raise typer.Exit(2)
-    pipe = _load_pipeline(models, device, min_eyes)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity)
     try:
-        known = load_attributes(pipe.models.attributes())
+        known = pipe.models.attribute_table()
     except ModelNotFound as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
@@ -453,6 +462,8 @@ def data_prepare(
     only: Optional[List[str]] = typer.Option(None, "--only", help="Limit to these datasets (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Quick runs: the first N people of each dataset, at most 2N images."),
     workers: int = typer.Option(0, "--workers", help="Processes (default: up to 2)."),
+    size: int = typer.Option(128, "--size", min=32, max=1024,
+                             help="Crop side: 128 for the VAE, 256 for the 2x enhancer's targets."),
 ):
     """Align the datasets with stoic's aligner into a cache, split by person (fixed seed)."""
     from rich.progress import Progress
@@ -461,7 +472,7 @@ def data_prepare(
 
     try:
         with Progress(console=err, transient=True) as progress:
-            counts = prepare(datasets, cache, only, limit, workers or None, progress=progress)
+            counts = prepare(datasets, cache, only, limit, workers or None, size=size, progress=progress)
     except (FileNotFoundError, KeyError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)

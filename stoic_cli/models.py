@@ -66,7 +66,8 @@ class FaceModels:
         self._nets: dict[str, OnnxModel] = {}
         meta_path = self.dir / "stoic.json"
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        self.image_size = int(self.meta.get("image_size", 128))
+        self.image_size = int(self.meta.get("image_size", 128))  # what the encoder reads
+        self.output_size = int(self.meta.get("output_size", self.image_size))  # what decode() returns
 
     def net(self, name: str) -> OnnxModel:
         if name not in self._nets:
@@ -92,6 +93,11 @@ class FaceModels:
         if enhance:
             img = self.net("enhancer")(img)
         return from_model_output(img)
+
+    def attribute_table(self) -> dict:
+        """The attribute directions as stoic_cli.latent.Attribute objects, by name."""
+        from stoic_cli.latent import load_attributes
+        return load_attributes(self.attributes())
 
     def attributes(self) -> dict:
         """Latent attribute directions (see stoic_cli.latent), from attributes.json."""

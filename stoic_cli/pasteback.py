@@ -83,9 +83,30 @@ def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
                               cv2.BORDER_REPLICATE)
 
 
-def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None,
+                 replace: np.ndarray | None = None, weight: np.ndarray | None = None,
+                 crop: np.ndarray | None = None, detail_weight: np.ndarray | None = None) -> np.ndarray:
     """Add a crop-space change (float, in 0..255 units, e.g. decode(edited) - decode(own)) to a copy
     of the full-resolution photo under the mask. The change is smooth, so upsampling it to the
-    photo's resolution loses nothing, while the photo keeps its own fine detail."""
-    return _update_under_mask(image, change, matrix, mask, lambda photo, delta, m: photo + delta * m,
-                              cv2.BORDER_CONSTANT)
+    photo's resolution loses nothing, while the photo keeps its own fine detail.
+
+    Where the change is too large to add (an open smile closing), `replace` (crop-space pixels)
+    takes over with `weight` (crop-space, 0..1). The photo's detail finer than the crop (photo
+    minus the upsampled `crop`) is dropped with `detail_weight`: kept, it would bring back the
+    very teeth and lip edges the edit removes; dropped everywhere, the whole face would go as
+    soft as the model's 128 px output. So it goes only where the model moves edges."""
+    if replace is None or weight is None:
+        return _update_under_mask(image, change, matrix, mask, lambda photo, delta, m: photo + delta * m,
+                                  cv2.BORDER_CONSTANT)
+    crop = replace if crop is None else crop
+    detail_weight = np.zeros_like(weight) if detail_weight is None else detail_weight
+    # Pack everything so that it is warped together: change 3, replace 3, crop 3, weights 2.
+    packed = np.concatenate([change, replace, crop.astype(np.float32), weight[..., None],
+                             detail_weight[..., None]], axis=2)
+
+    def combine(photo, values, m):
+        delta, new, low = values[..., :3], values[..., 3:6], values[..., 6:9]
+        w, v = values[..., 9:10], values[..., 10:11]
+        return photo + m * (delta * (1 - w) + w * (new - low) - v * (photo - low))
+
+    return _update_under_mask(image, packed.astype(np.float32), matrix, mask, combine, cv2.BORDER_REPLICATE)

@@ -42,47 +42,95 @@ def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
+@dataclass
+class FaceChange:
+    """What an edit does to one aligned crop (float, 0..255 units, crop-sized): `add` is added
+    where `weight` is 0; where `weight` reaches 1 the pixels become `replace` outright."""
+    add: np.ndarray
+    replace: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    detail_weight: np.ndarray | None = None  # where the photo's finer-than-crop detail is dropped
+
+    def on_crop(self, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The edited crop (uint8), as the paste-back computes it at the photo's resolution."""
+        crop = crop.astype(np.float32)
+        delta = self.add
+        if self.replace is not None:
+            w = self.weight[..., None]
+            delta = self.add * (1 - w) + w * (self.replace - crop)
+        return np.clip(np.rint(crop + delta * mask[..., None]), 0, 255).astype(np.uint8)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """The same grey-level change on R, G and B."""
+    y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(y[..., None], 3, axis=2)
+
+
 def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_level: float | None,
-                 tone_sigma: float | None = 8.0) -> np.ndarray:
-    """The change to add to the original crop (all float, 0..255, crop-sized).
+                 tone_sigma: float | None = 8.0, detail_level: float | None = None,
+                 fidelity: float = 1.0) -> FaceChange:
+    """How the model's proposal (`own` -> `new`, float 0..255, crop-sized) changes the crop.
 
     - Tones stay the photo's: expression lives in mid frequencies (mouth, brows, cheeks) while
       skin tone and lighting live in low ones, and a blurry decoder drifts there toward the
       training average. So only the change above a Gaussian of `tone_sigma` px is applied.
     - Where the model changes the face a lot (an open smile closing), adding a difference leaves
       ghosts of the old teeth and lips, so there the model's own structure is used, on the
-      photo's low-frequency tones. `replace_level` is the change (grey levels) at which that
-      takes over fully; None adds the difference everywhere."""
+      photo's colours and low-frequency tones. `replace_level` is the change (grey levels) at which that
+      takes over fully; None adds the difference everywhere.
+    - Fidelity (CodeFormer's trade-off): at 1 the photo keeps its own detail finer than the
+      crop everywhere, so the face stays as sharp as the photo but faint traces of the old
+      expression (teeth and lip edges) can remain; below 1 that detail is dropped, by up to
+      1 - `fidelity`, where the change exceeds `detail_level` grey levels (a sharper map than
+      the replacement's, so only moved edges lose it): cleaner, but as soft as the model."""
     crop = crop.astype(np.float32)
     change = new - own
     if tone_sigma:
+        tone_sigma *= crop.shape[0] / 128  # given in pixels of a 128 px crop
         change = change - _lowpass(change, tone_sigma)
+    # Brightness only: the decoder's colour drift (irises turning violet, skin going grey)
+    # must not reach the photo, whose own colours stay.
+    change = _luma(change)
     if replace_level is None:
-        return change
+        return FaceChange(change)
     magnitude = np.abs(change).mean(axis=2)
-    weight = np.clip(_lowpass(magnitude, crop.shape[0] / 32) / replace_level, 0, 1)[..., None]
+    weight = np.clip(_lowpass(magnitude, crop.shape[0] / 32) / replace_level, 0, 1)
     if tone_sigma:
-        structure = _lowpass(crop, tone_sigma) + (new - _lowpass(new, tone_sigma))
+        # the photo's colours and tones, the model's brightness structure
+        detail_of_new = new - _lowpass(new, tone_sigma)
+        structure = crop + _luma(detail_of_new - (crop - _lowpass(crop, tone_sigma)))
     else:
         structure = new
-    return change * (1 - weight) + (structure - crop) * weight
+    detail = None
+    if detail_level and fidelity < 1:
+        detail = (1 - fidelity) * np.clip(_lowpass(magnitude, crop.shape[0] / 128) / detail_level, 0, 1) * weight
+    return FaceChange(change, structure, weight, detail)
 
 
 class Pipeline:
-    """`change_gain` compensates for the decoder reconstructing expressions muted (a blurry
-    D(E(x)) smiles less than x): the decoded change is scaled by it before it reaches the photo.
-    It is calibrated on validation people and stored in the models' stoic.json."""
+    """How the model's proposal reaches the photo is set by the models' stoic.json (each chosen
+    on validation people; see models/README.md), or by the arguments:
+
+    - `change_gain` scales the decoded change (1: as decoded).
+    - `replace_level`: where the change is large, the model's structure replaces the photo's
+      (see blend_change).
+    - `fidelity` / `detail_level`: how much of the photo's own fine detail survives there."""
 
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
                  min_eye_distance: float = 20.0, replace_level: float | None = None,
-                 change_gain: float | None = None):
+                 change_gain: float | None = None, detail_level: float | None = None,
+                 fidelity: float | None = None):
         self.models = models
+        self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
+        self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
         self.change_gain = float(models.meta.get("change_gain", 1.0)) if change_gain is None else change_gain
         self.detector = detector or FaceDetector()
         self.min_eye_distance = min_eye_distance
-        self.size = models.image_size
-        self.mask = face_mask(self.size)
+        self.size = models.image_size  # the encoder's input
+        self.out_size = models.output_size  # the enhancer's output: edits are blended at this size
+        self.mask = face_mask(self.out_size)
 
     def find_faces(self, photo: Photo, largest: bool = False) -> tuple[list[Face], int]:
         faces = self.detector.detect(photo.rgb)
@@ -101,9 +149,15 @@ class Pipeline:
         return z, self.models.neutralize(z)
 
     def apply(self, photo: Photo, faces: list[Face], edit: LatentEdit) -> EditResult:
-        aligned = [align_face(photo.rgb, f.landmarks, self.size) for f in faces]
+        aligned = [align_face(photo.rgb, f.landmarks, self.out_size) for f in faces]
         crops = np.stack([c for c, _ in aligned])
-        z, zn = self.codes(crops)
+        if self.out_size != self.size:  # the encoder reads the same crop, area-averaged
+            import cv2
+            crops_in = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
+                                 for c in crops])
+        else:
+            crops_in = crops
+        z, zn = self.codes(crops_in)
         z_edit = edit(z, zn)
         # Decode own and edited codes in one batch; only their difference reaches the photo.
         decoded = self.models.decode(np.concatenate([z, z_edit]).astype(np.float32))
@@ -112,10 +166,11 @@ class Pipeline:
         out = photo.rgb
         edits = []
         for face, (crop, matrix), a, b in zip(faces, aligned, own, new):
-            change = blend_change(crop, a, b, self.replace_level)
-            out = apply_change(out, change, matrix, self.mask)
-            edited_crop = np.clip(np.rint(crop + change * self.mask[..., None]), 0, 255).astype(np.uint8)
-            edits.append(FaceEdit(face, crop, edited_crop, matrix))
+            change = blend_change(crop, a, b, self.replace_level, detail_level=self.detail_level,
+                                  fidelity=self.fidelity)
+            out = apply_change(out, change.add, matrix, self.mask, change.replace, change.weight, crop,
+                               change.detail_weight)
+            edits.append(FaceEdit(face, crop, change.on_crop(crop, self.mask), matrix))
         return EditResult(out, edits)
 
     def run(self, photo: Photo, edit: LatentEdit, largest: bool = False) -> EditResult:

@@ -144,6 +144,7 @@ class StubModels:
     to every face (textured, because the pipeline ignores flat tone shifts on purpose)."""
 
     image_size = 128
+    output_size = 128
     provider = "stub"
     meta: dict = {}
     _checker = ((np.indices((128, 128)).sum(0) // 4) % 2 * 2 - 1).astype(np.float32)
@@ -191,3 +192,26 @@ def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb
     # the face itself did change (how much of the model's face is taken is the pipeline's policy)
     assert np.abs(edited[core] - original[core]).mean() > 10
     assert (np.abs(edited[core] - original[core]).max(1) > 0).mean() > 0.9
+
+
+def test_fidelity_trades_the_photos_detail_for_a_clean_edit(cli_detector, london_rgb, monkeypatch, tmp_path):
+    """--fidelity 0 drops the photo's own fine detail where the model changes the face; 1 keeps
+    it; outside 0..1 is refused."""
+    import cv2
+
+    import stoic_cli.models
+
+    monkeypatch.setattr(stoic_cli.models, "FaceModels", StubModels)
+    photo = tmp_path / "portrait.png"
+    Image.fromarray(london_rgb["042_smiling.jpg"]).save(photo)
+    sharpness = {}
+    for fidelity in ("1", "0"):
+        out = tmp_path / f"f{fidelity}"
+        result = runner.invoke(app, ["neutralize", "--device", "cpu", "--fidelity", fidelity, "-o", str(out), str(photo)])
+        assert result.exit_code == 0, result.output
+        with Image.open(out / "portrait_neutral.png") as img:
+            grey = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
+        sharpness[fidelity] = cv2.Laplacian(grey, cv2.CV_64F).var()
+    assert sharpness["0"] != sharpness["1"]
+    result = runner.invoke(app, ["neutralize", "--device", "cpu", "--fidelity", "1.5", str(photo)])
+    assert result.exit_code == 2

@@ -150,3 +150,44 @@ def test_face_at_the_border_pastes_back(london_faces, london_rgb):
     m = photo_mask(face_mask(size), matrix, cut.shape)
     assert np.array_equal(out[m == 0], cut[m == 0])
     assert np.abs(out.astype(int) - cut)[m > 0].mean() < 2.0
+
+
+def test_replacement_drops_the_photos_fine_detail_only_where_asked(london_faces, london_rgb):
+    """Where an edit replaces the face (weight 1) and drops detail (detail weight 1), the photo
+    becomes the replacement exactly, with none of its own detail finer than the crop left (those
+    would be the old teeth and lip edges); with detail weight 0 the photo's fine detail stays."""
+    name = "094_smiling.jpg"  # 400 px photo, face ~2x the 128 crop: detail finer than the crop
+    img = london_rgb[name]
+    crop, matrix = align_face(img, london_faces[name][0].landmarks, 128)
+    grey = np.full((128, 128, 3), 128.0, np.float32)
+    zero = np.zeros((128, 128, 3), np.float32)
+    ones, none = np.ones((128, 128), np.float32), np.zeros((128, 128), np.float32)
+    m = photo_mask(face_mask(128), matrix, img.shape)
+    inside = m > 0.999
+
+    clean = apply_change(img, zero, matrix, None, grey, ones, crop, ones)
+    assert np.abs(clean[inside].astype(int) - 128).max() <= 1
+    assert np.array_equal(clean[m == 0], img[m == 0])
+
+    kept = apply_change(img, zero, matrix, None, grey, ones, crop, none)
+    # grey plus (photo - upsampled crop): the photo's own fine detail is still there
+    assert kept[inside].astype(float).std() > 3 * clean[inside].astype(float).std() + 1
+    assert np.array_equal(kept[m == 0], img[m == 0])
+
+
+def test_fidelity_sets_how_much_detail_an_edit_drops():
+    from stoic_cli.pipeline import blend_change
+
+    rng = np.random.default_rng(0)
+    crop = rng.uniform(60, 200, (128, 128, 3)).astype(np.float32)
+    own = np.full((128, 128, 3), 120.0, np.float32)
+    new = own.copy()
+    new[70:90, 44:84] += 60  # a big change at the mouth
+    sharp = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=1.0)
+    assert sharp.detail_weight is None
+    clean = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=0.0)
+    half = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=0.5)
+    assert clean.detail_weight[80, 64] > 0.8 and clean.detail_weight[10, 10] == 0
+    assert np.allclose(half.detail_weight, 0.5 * clean.detail_weight)
+    # the change is grey: the same on R, G and B (a decoder's colour drift never reaches the photo)
+    assert np.allclose(clean.add[..., 0], clean.add[..., 1]) and np.allclose(clean.add[..., 1], clean.add[..., 2])

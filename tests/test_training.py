@@ -68,6 +68,17 @@ def run(tmp_path_factory):
     trainer.train_enhancer(cfg, cpu)
     trainer.train_neutralizer(cfg, cpu)
     facts["exported"] = export.export_all(run_dir, models)
+
+    # The 2x enhancer: same VAE and neutralizer, an enhancer trained on 256 px crops.
+    cache2x, run2x = base / "cache256", base / "run2x"
+    data.prepare(DATASETS, cache2x, datasets=["jaffe"], limit=2, workers=1, size=256)
+    run2x.mkdir()
+    for name in ("vae.pt", "neutralizer.pt"):
+        shutil.copy(run_dir / name, run2x / name)
+    cfg2x = dataclasses.replace(cfg, run=str(run2x), enhancer_scale=2, enhancer_cache=str(cache2x))
+    trainer.train_enhancer(cfg2x, cpu)
+    facts.update(cfg=cfg, cache2x=cache2x, run2x=run2x, models2x=base / "models2x")
+    export.export_all(run2x, base / "models2x")
     return facts
 
 
@@ -192,3 +203,49 @@ def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths
         edited_jpeg = np.asarray(img.convert("RGB"))
     # re-encoded, so only close outside the face
     assert np.abs(edited_jpeg[~face].astype(int) - original[~face]).mean() < 2
+
+
+def test_2x_enhancer_exports_and_matches_pytorch(run):
+    meta = json.loads((run["models2x"] / "stoic.json").read_text())
+    assert meta["image_size"] == 128 and meta["output_size"] == 256
+    state = torch.load(run["run2x"] / "enhancer.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 3 and state["shape"]["scale"] == 2
+    crops, _ = data.load_cache(run["cache"])
+    diffs = export.max_onnx_difference(run["run2x"], run["models2x"], np.array(crops[:4]))
+    assert all(d < 1e-3 for d in diffs.values()), diffs
+
+    from stoic_cli.models import FaceModels
+    models = FaceModels(run["models2x"], device="cpu")
+    out = models.decode(models.encode(np.array(crops[:2])))
+    assert out.shape == (2, 256, 256, 3)
+
+
+def test_2x_enhancer_refuses_crops_of_the_wrong_size(run, tmp_path):
+    cfg = dataclasses.replace(run["cfg"], run=str(tmp_path), enhancer_scale=2)  # the 128 px cache
+    shutil.copy(run["run"] / "vae.pt", tmp_path / "vae.pt")
+    with pytest.raises(ValueError, match="--size 256"):
+        trainer.train_enhancer(cfg, torch.device("cpu"))
+
+
+def test_2x_models_edit_only_the_face(run, london_paths, london_faces, detector):
+    from stoic_cli.images import Photo
+    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline
+
+    name = "094_smiling.jpg"
+    src = next(p for p in london_paths if p.name == name)
+    rgb = np.asarray(Image.open(src).convert("RGB"))
+    pipe = Pipeline(FaceModels(run["models2x"], device="cpu"), detector)
+    assert pipe.out_size == 256 and pipe.size == 128
+    result = pipe.apply(Photo(rgb=rgb), london_faces[name][:1], lambda z, zn: neutralize_codes(z, zn, 10000))
+    assert result.faces[0].crop.shape == (256, 256, 3) == result.faces[0].edited_crop.shape
+    changed = (result.rgb != rgb).any(2)
+    assert changed.sum() > 500
+    from stoic_cli.alignment import alignment_matrix
+    from stoic_cli.pasteback import face_mask
+    matrix = alignment_matrix(london_faces[name][0].landmarks, 256)
+    mask = cv2.warpAffine(face_mask(256).astype(np.float32), matrix, rgb.shape[1::-1],
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+    face = cv2.dilate((mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert not changed[~face].any()

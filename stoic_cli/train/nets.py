@@ -84,22 +84,27 @@ class ResidualBlock(nn.Module):
 class Enhancer(nn.Module):
     """Super-resolution-style sharpening of the decoder's blurry output (StoicNet's G2).
 
-    Works at half resolution on space-to-depth features (4x cheaper than full resolution),
-    residual blocks with a long skip, then depth-to-space, and adds the result to its input
-    so that an untrained enhancer is the identity."""
+    Works at half the input resolution on space-to-depth features (4x cheaper than full
+    resolution), residual blocks with a long skip, then depth-to-space. With `scale` 2 it also
+    doubles the resolution (128 -> 256), so that where an edit replaces the photo's pixels they
+    are about as fine as the photo's own. It adds its result to the (bilinearly upsampled) input,
+    so an untrained enhancer is the identity (or a plain upsampler)."""
 
-    def __init__(self, width: int = 16, blocks: int = 3):
+    def __init__(self, width: int = 16, blocks: int = 3, scale: int = 1):
         super().__init__()
+        self.scale = scale
         self.head = nn.Conv2d(12, width, 3, 1, 1)
         self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
-        self.tail = nn.Conv2d(width, 12, 3, 1, 1)
+        self.tail = nn.Conv2d(width, 3 * (2 * scale) ** 2, 3, 1, 1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(F.pixel_unshuffle(x, 2))
         h = h + self.blocks(h)  # skip connection around the residual stack
-        return (x + F.pixel_shuffle(self.tail(F.leaky_relu(h, 0.2)), 2)).clamp(-1, 1)
+        base = x if self.scale == 1 else F.interpolate(x, scale_factor=float(self.scale), mode="bilinear",
+                                                       align_corners=False)
+        return (base + F.pixel_shuffle(self.tail(F.leaky_relu(h, 0.2)), 2 * self.scale)).clamp(-1, 1)
 
 
 class Neutralizer(nn.Module):

@@ -40,9 +40,16 @@ class TrainConfig:
     kl_weight: float = 5e-5
     kl_ramp_steps: int = 1500
     ssim_weight: float = 0.5
+    expression_weight: float = 0.0  # extra reconstruction weight on mouth, eyes and brows
     enhancer_steps: int = 1500
     enhancer_warmup_steps: int = 400  # reconstruction only ("extension of the decoder")
     enhancer_lr: float = 5e-4
+    # 2: the enhancer also upsamples 128 -> 256, trained on 256 px crops from `enhancer_cache`
+    # (`stoic data prepare --size 256`); its input is their 2x2 area average, as at inference.
+    enhancer_scale: int = 1
+    enhancer_cache: str = ""  # default: `cache`
+    enhancer_width: int = 16
+    enhancer_blocks: int = 3
     gan_weight: float = 0.05  # W_g
     feature_weight: float = 0.5
     neutralizer_steps: int = 3000
@@ -54,6 +61,11 @@ class TrainConfig:
     # average face (validation people got barely closer to their neutral codes, 170 vs 177,
     # while neutral faces moved as much as expressive ones).
     neutralizer_ridge: float = 1.0
+    # Neutral photos' targets: "self" (leave an already neutral face exactly where it is) or
+    # "mean" (the mean of the person's neutral codes, which also averages shot-to-shot changes
+    # and so moves every neutral face a little).
+    neutralizer_neutral_target: str = "mean"
+    neutralizer_neutral_weight: float = 0.5
     checkpoint_every: int = 250
     log_every: int = 25
     threads: int = 0  # 0 = all cores
@@ -101,21 +113,31 @@ class ImageSampler:
         return batch
 
 
-def make_sampler(cfg: TrainConfig, split: str = "train") -> ImageSampler:
-    crops, labels = load_cache(cfg.cache)
+def make_sampler(cfg: TrainConfig, split: str = "train", cache: str | None = None) -> ImageSampler:
+    cache = cache or cfg.cache
+    crops, labels = load_cache(cache)
     rows = [r for r in labels if r["split"] == split]
     if not rows:
-        raise ValueError(f"no '{split}' images in the cache {cfg.cache}")
+        raise ValueError(f"no '{split}' images in the cache {cache}")
     weights = np.array([cfg.oversample.get(r["dataset"], 1) for r in rows], dtype=np.float64)
     return ImageSampler(crops, [r["row"] for r in rows], weights, cfg.seed)
 
 
-def face_weight(device: torch.device, size: int = nets.IMAGE_SIZE, floor: float = 0.3) -> torch.Tensor:
+def face_weight(device: torch.device, size: int = nets.IMAGE_SIZE, floor: float = 0.3,
+                expression: float = 0.0) -> torch.Tensor:
     """Pixel weights for reconstruction: full weight on the face (where edits are pasted back),
-    `floor` on hair and background, which in tight dataset crops is mostly padding streaks."""
+    `floor` on hair and background, which in tight dataset crops is mostly padding streaks.
+    `expression` adds that much weight on the mouth and on the eyes and brows, where
+    expressions live: a decoder that renders them muted proposes muted edits."""
+    from stoic_cli.alignment import TEMPLATE
     from stoic_cli.pasteback import face_mask
-    m = torch.from_numpy(face_mask(size, feather=0.3)).to(device)
-    return (floor + (1 - floor) * m)[None, None]
+    m = face_mask(size, feather=0.3)
+    if expression:
+        yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+        eye_y, mouth_y = TEMPLATE[0, 1] - 0.03, (TEMPLATE[3, 1] + TEMPLATE[4, 1]) / 2
+        for (cx, cy, s) in ((0.5, mouth_y, 0.09), (TEMPLATE[0, 0], eye_y, 0.07), (TEMPLATE[1, 0], eye_y, 0.07)):
+            m = m + expression * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+    return (floor + (1 - floor) * torch.from_numpy(m.astype(np.float32)).to(device))[None, None]
 
 
 def weighted_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -198,7 +220,7 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         step = state["step"]
         sampler.rng = np.random.default_rng(cfg.seed + step)
     log = CsvLog(run / "vae_log.csv")
-    weight = face_weight(device)
+    weight = face_weight(device, expression=cfg.expression_weight)
     enc.train(), dec.train()
     start, acc = time.time(), {"l1": 0.0, "ssim": 0.0, "kl": 0.0}
     task = progress.add_task("vae", total=cfg.vae_steps, completed=step) if progress else None
@@ -233,24 +255,46 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     return ckpt
 
 
+def make_enhancer(cfg: TrainConfig) -> nets.Enhancer:
+    return nets.Enhancer(cfg.enhancer_width, cfg.enhancer_blocks, cfg.enhancer_scale)
+
+
+def enhancer_from_state(state: dict) -> nets.Enhancer:
+    """Rebuild the enhancer a checkpoint was trained as (older checkpoints: width 16, 3 blocks,
+    no upsampling)."""
+    shape = state.get("shape", {"width": 16, "blocks": 3, "scale": 1})
+    enh = nets.Enhancer(shape["width"], shape["blocks"], shape["scale"])
+    enh.load_state_dict(state["enhancer"])
+    return enh
+
+
 def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     run = _setup(cfg)
-    sampler = make_sampler(cfg)
+    scale = cfg.enhancer_scale
+    sampler = make_sampler(cfg, cache=cfg.enhancer_cache or None)
+    if sampler.crops.shape[1] != nets.IMAGE_SIZE * scale:
+        raise ValueError(f"enhancer_scale {scale} needs {nets.IMAGE_SIZE * scale} px crops, but "
+                         f"{cfg.enhancer_cache or cfg.cache} holds {sampler.crops.shape[1]} px ones "
+                         f"(stoic data prepare --size {nets.IMAGE_SIZE * scale})")
     enc, dec = load_vae(run, device)
     for p in list(enc.parameters()) + list(dec.parameters()):
         p.requires_grad_(False)
-    enh, critic = nets.Enhancer().to(device), nets.Critic().to(device)
+    enh, critic = make_enhancer(cfg).to(device), nets.Critic().to(device)
+    shape = {"width": cfg.enhancer_width, "blocks": cfg.enhancer_blocks, "scale": scale}
     opt_g = torch.optim.Adam(enh.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
     step, ckpt = 0, run / "enhancer.pt"
     state = _load(ckpt, device)
     if state:
+        if state.get("shape", {"width": 16, "blocks": 3, "scale": 1}) != shape:
+            raise ValueError(f"{ckpt} was trained with another enhancer shape ({state.get('shape')}); "
+                             f"move it away to train this one ({shape})")
         enh.load_state_dict(state["enhancer"]); critic.load_state_dict(state["critic"])
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         step = state["step"]
         sampler.rng = np.random.default_rng(cfg.seed + step)
     log = CsvLog(run / "enhancer_log.csv")
-    weight = face_weight(device)
+    weight = face_weight(device, nets.IMAGE_SIZE * scale)
     start = time.time()
     keys = ["rec", "g_gan", "feat", "d_real", "d_fake"]
     acc = dict.fromkeys(keys, 0.0)
@@ -258,19 +302,22 @@ def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Pat
 
     def save():
         _save(ckpt, enhancer=enh.state_dict(), critic=critic.state_dict(), opt_g=opt_g.state_dict(),
-              opt_d=opt_d.state_dict(), step=step)
+              opt_d=opt_d.state_dict(), step=step, shape=shape)
 
     while step < cfg.enhancer_steps and not _time_up(start, cfg):
-        x = to_tensor(sampler(cfg.batch_size), device)
+        x = to_tensor(sampler(cfg.batch_size), device)  # the target, at 128 * scale
         with torch.no_grad():
-            blurry = dec(enc(x)[0])
+            small = F.avg_pool2d(x, scale) if scale > 1 else x
+            blurry = dec(enc(small)[0])
+            blurry_up = F.interpolate(blurry, scale_factor=float(scale), mode="bilinear",
+                                      align_corners=False) if scale > 1 else blurry
         sharp = enh(blurry)
         rec = weighted_l1(sharp, x, weight) + cfg.ssim_weight * ssim_loss(sharp, x)
         adversarial = step >= cfg.enhancer_warmup_steps
         if adversarial:
             # Critic: real -> 1, decoder and enhancer outputs -> 0 (LSGAN, StoicNet eq. 6).
             d_real = (critic(x) - 1).pow(2).mean()
-            d_fake = 0.5 * (critic(blurry).pow(2).mean() + critic(sharp.detach()).pow(2).mean())
+            d_fake = 0.5 * (critic(blurry_up).pow(2).mean() + critic(sharp.detach()).pow(2).mean())
             opt_d.zero_grad(set_to_none=True)
             (0.5 * (d_real + d_fake)).backward()
             opt_d.step()
@@ -326,7 +373,8 @@ def neutral_pairs(labels: list[dict], split: str, datasets=PAIR_DATASETS) -> dic
 
 def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     """Fits Ntr on codes of the frozen encoder. Targets are the mean code of the person's
-    neutral photos (same view); neutral photos map to that mean too, which teaches the layer to
+    neutral photos (same view); neutral photos map to that mean (or to themselves, see
+    `neutralizer_neutral_target`), which teaches the layer to
     leave an already neutral face alone."""
     run = _setup(cfg)
     crops, labels = load_cache(cfg.cache)
@@ -349,8 +397,11 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
         codes = dict(zip(all_rows, encode_rows(enc, crops, all_rows, device)))
         targets = {k: np.mean([codes[r] for r in g["neutral"]], 0) for k, g in groups.items()}
         is_expr = np.array([row in set(groups[k]["expressive"]) for row, k in zip(src_rows, tgt_keys)])
+        to_self = cfg.neutralizer_neutral_target == "self"
         data[split] = (torch.tensor(np.stack([codes[r] for r in src_rows])),
-                       torch.tensor(np.stack([targets[k] for k in tgt_keys])), torch.tensor(is_expr))
+                       torch.tensor(np.stack([codes[r] if (to_self and not e) else targets[k]
+                                              for r, k, e in zip(src_rows, tgt_keys, is_expr)])),
+                       torch.tensor(is_expr))
     if len(data["val"][0]) == 0 or not data["val"][2].any():
         data["val"] = data["train"]  # tiny caches (tests) may hold no validation pairs
     ntr = nets.Neutralizer().to(device)
@@ -360,7 +411,7 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
         (run / "neutralizer_log.csv").unlink()  # cheap stage: always retrained from scratch
     xs, ys, is_expr = (t.to(device) for t in data["train"])
     # Expressive pairs are the point; neutral-to-neutral pairs keep neutral faces unchanged.
-    w = torch.where(is_expr, 1.0, 0.5)
+    w = torch.where(is_expr, 1.0, cfg.neutralizer_neutral_weight)
     vx, vy, v_expr = (t.to(device) for t in data["val"])
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_state = math.inf, None
