@@ -255,15 +255,17 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     return ckpt
 
 
-def make_enhancer(cfg: TrainConfig) -> nets.Enhancer:
-    return nets.Enhancer(cfg.enhancer_width, cfg.enhancer_blocks, cfg.enhancer_scale)
+# Checkpoints from before the enhancer's shape was configurable: 16 channels, 3 blocks, 1x.
+LEGACY_ENHANCER_SHAPE = {"width": 16, "blocks": 3, "scale": 1}
+
+
+def enhancer_shape(cfg: TrainConfig) -> dict:
+    return {"width": cfg.enhancer_width, "blocks": cfg.enhancer_blocks, "scale": cfg.enhancer_scale}
 
 
 def enhancer_from_state(state: dict) -> nets.Enhancer:
-    """Rebuild the enhancer a checkpoint was trained as (older checkpoints: width 16, 3 blocks,
-    no upsampling)."""
-    shape = state.get("shape", {"width": 16, "blocks": 3, "scale": 1})
-    enh = nets.Enhancer(shape["width"], shape["blocks"], shape["scale"])
+    """Rebuild the enhancer a checkpoint was trained as."""
+    enh = nets.Enhancer(**state.get("shape", LEGACY_ENHANCER_SHAPE))
     enh.load_state_dict(state["enhancer"])
     return enh
 
@@ -279,14 +281,14 @@ def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Pat
     enc, dec = load_vae(run, device)
     for p in list(enc.parameters()) + list(dec.parameters()):
         p.requires_grad_(False)
-    enh, critic = make_enhancer(cfg).to(device), nets.Critic().to(device)
-    shape = {"width": cfg.enhancer_width, "blocks": cfg.enhancer_blocks, "scale": scale}
+    shape = enhancer_shape(cfg)
+    enh, critic = nets.Enhancer(**shape).to(device), nets.Critic().to(device)
     opt_g = torch.optim.Adam(enh.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.enhancer_lr, betas=(0.5, 0.999))
     step, ckpt = 0, run / "enhancer.pt"
     state = _load(ckpt, device)
     if state:
-        if state.get("shape", {"width": 16, "blocks": 3, "scale": 1}) != shape:
+        if state.get("shape", LEGACY_ENHANCER_SHAPE) != shape:
             raise ValueError(f"{ckpt} was trained with another enhancer shape ({state.get('shape')}); "
                              f"move it away to train this one ({shape})")
         enh.load_state_dict(state["enhancer"]); critic.load_state_dict(state["critic"])
