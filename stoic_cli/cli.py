@@ -349,14 +349,10 @@ def transfer(
     pipe = _load_pipeline(models, device, min_eyes, fidelity)
     # The reference is checked before any input is touched.
     try:
-        ref = load_photo(expr)
-        ref_faces, _ = pipe.find_faces(ref, largest=True)
+        z_ref, zn_ref = pipe.largest_face_codes(load_photo(expr))
     except (ImageError, NoFaceError) as exc:
         err.print(f"[red]error:[/] reference {expr}: {exc}")
         raise typer.Exit(2)
-    from stoic_cli.alignment import align_face
-    ref_crop, _ = align_face(ref.rgb, ref_faces[0].landmarks, pipe.size)
-    z_ref, zn_ref = pipe.codes(ref_crop[None])
     displacement = expression_displacement(z_ref, zn_ref)
 
     def make_edit(a: float):

@@ -148,6 +148,13 @@ class Pipeline:
         z = self.models.encode(crops)
         return z, self.models.neutralize(z)
 
+    def largest_face_codes(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
+        """Own and neutral code (each (1, latent_dim)) of the photo's largest usable face, e.g. a
+        transfer reference's. Raises NoFaceError."""
+        faces, _ = self.find_faces(photo, largest=True)
+        crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
+        return self.codes(crop[None])
+
     def apply(self, photo: Photo, faces: list[Face], edit: LatentEdit) -> EditResult:
         aligned = [align_face(photo.rgb, f.landmarks, self.out_size) for f in faces]
         crops = np.stack([c for c, _ in aligned])

@@ -213,7 +213,6 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
-    from stoic_cli.alignment import align_face
     from stoic_cli.latent import expression_displacement, transfer_codes
 
     def advance(n: int = 1):
@@ -225,9 +224,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
     for path in references:
         try:
             photo = load_photo(path)
-            faces, _ = pipeline.find_faces(photo, largest=True)
-            crop, _ = align_face(photo.rgb, faces[0].landmarks, pipeline.size)
-            z, zn = pipeline.codes(crop[None])
+            z, zn = pipeline.largest_face_codes(photo)
         except Exception as exc:  # one unusable reference must not end the evaluation
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
