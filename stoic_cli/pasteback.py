@@ -98,7 +98,8 @@ def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask
     if replace is None or weight is None:
         return _update_under_mask(image, change, matrix, mask, lambda photo, delta, m: photo + delta * m,
                                   cv2.BORDER_CONSTANT)
-    crop = replace if crop is None else crop
+    if crop is None:
+        raise ValueError("apply_change: `replace` needs the `crop` it replaces")
     detail_weight = np.zeros_like(weight) if detail_weight is None else detail_weight
     # Pack everything so that it is warped together: change 3, replace 3, crop 3, weights 2.
     packed = np.concatenate([change, replace, crop.astype(np.float32), weight[..., None],

@@ -14,6 +14,8 @@ from stoic_cli.images import Photo
 from stoic_cli.models import FaceModels
 from stoic_cli.pasteback import apply_change, face_mask
 
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
+
 # (own codes, neutral codes) -> edited codes, all (n_faces, latent_dim)
 LatentEdit = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -52,13 +54,9 @@ class FaceChange:
     detail_weight: np.ndarray | None = None  # where the photo's finer-than-crop detail is dropped
 
     def on_crop(self, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The edited crop (uint8), as the paste-back computes it at the photo's resolution."""
-        crop = crop.astype(np.float32)
-        delta = self.add
-        if self.replace is not None:
-            w = self.weight[..., None]
-            delta = self.add * (1 - w) + w * (self.replace - crop)
-        return np.clip(np.rint(crop + delta * mask[..., None]), 0, 255).astype(np.uint8)
+        """The edited crop (uint8): the paste-back itself, applied to the crop in place of the
+        photo (an identity warp), so sheets and strips show exactly what reaches photos."""
+        return apply_change(crop, self.add, IDENTITY, mask, self.replace, self.weight, crop, self.detail_weight)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
