@@ -64,25 +64,22 @@ def neutralize(
       stoic eval neutralize --pairs pairs.csv --models runs/export --strength 1.2
     """
     from stoic_cli.cli import _load_pipeline
-    from stoic_cli.evaluation.judges import EvalExtraMissing, ExpressionJudge, IdentityJudge
     from stoic_cli.evaluation.neutralize_eval import evaluate_neutralize, load_pairs, make_neutralize_fn, markdown
 
     try:
         pair_list = load_pairs(pairs)
-        identity, expression = IdentityJudge(), ExpressionJudge()
-    except (ValueError, FileNotFoundError, EvalExtraMissing) as exc:
+    except (ValueError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
+    identity, expression = _judges()
     pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
-    settings = {"pairs": str(pairs), "models": str(pipe.models.dir), "provider": pipe.models.provider,
-                "strength": strength, "fidelity": pipe.fidelity}
+    settings = _settings(pipe, pairs=str(pairs), strength=strength)
     with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
         report = evaluate_neutralize(pair_list, make_neutralize_fn(pipe, strength), output, identity, expression,
                                      sheet_rows=sheet_rows, settings=settings, tick=lambda: progress.advance(task))
     typer.echo(markdown(report))  # plain: rich would re-wrap the table rows
-    err.print(f"wrote {output / 'report.json'}, {output / 'report.md'}, {output / 'contact_sheet.png'}",
-              highlight=False)
+    _wrote(output / "report.json", output / "report.md", output / "contact_sheet.png")
     if not report["rows"]:
         err.print("[red]error:[/] no pair could be evaluated")
         raise typer.Exit(1)
@@ -110,6 +107,15 @@ def _judges():
     except EvalExtraMissing as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
+
+
+def _settings(pipe, **extra) -> dict:
+    """What a report records about how it was made."""
+    return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
+
+
+def _wrote(*paths: Path) -> None:
+    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
 
 
 def _progress():
@@ -171,15 +177,14 @@ def transfer(
     files = _input_files(list(inputs_opt or []) + list(inputs or []), recursive, "input")
     identity, expression = _judges()
     pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
-    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
+    settings = _settings(pipe)
     with expression, _progress() as progress:
         task = progress.add_task("transferring", total=len(refs) * len(files))
         report = evaluate_transfer(pipe, refs, files, output, alpha, identity, expression,
                                    person_of=rules[person_from], sheet_rows=sheet_rows, settings=settings,
                                    tick=lambda: progress.advance(task))
     typer.echo(transfer_markdown(report))  # plain: rich would re-wrap the table rows
-    err.print(f"wrote {output / 'report.json'}, {output / 'report.md'}, {output / 'contact_sheet.png'}",
-              highlight=False)
+    _wrote(output / "report.json", output / "report.md", output / "contact_sheet.png")
     if not report["rows"]:
         err.print("[red]error:[/] no (reference, input) pair could be evaluated")
         raise typer.Exit(1)
@@ -236,7 +241,7 @@ def edit(
         err.print(f"[red]error:[/] unknown attribute {unknown[0]!r}; known: {', '.join(sorted(known)) or 'none'}")
         raise typer.Exit(2)
     identity, expression = _judges()
-    settings = {"models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
+    settings = _settings(pipe)
     evaluated = 0
     with expression, _progress() as progress:
         for name in names:
@@ -245,8 +250,7 @@ def edit(
             report = evaluate_edit(pipe, files, name, values, folder, identity, expression, attributes=known,
                                    strip_rows=strip_rows, settings=settings, tick=lambda: progress.advance(task))
             typer.echo(edit_markdown(report))  # plain: rich would re-wrap the table rows
-            err.print(f"wrote {folder / 'report.json'}, {folder / 'report.md'}, "
-                      f"{folder / f'edit_strip_{name}.png'}", highlight=False)
+            _wrote(folder / "report.json", folder / "report.md", folder / f"edit_strip_{name}.png")
             evaluated += len(report["rows"])
     if not evaluated:
         err.print("[red]error:[/] no input could be evaluated")
@@ -286,4 +290,4 @@ def bench(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     if output:
-        err.print(f"wrote {output}", highlight=False)
+        _wrote(output)
