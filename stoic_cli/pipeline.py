@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from stoic_cli.alignment import align_face
@@ -40,7 +41,6 @@ class EditResult:
 
 
 def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
-    import cv2
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
@@ -75,8 +75,8 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
       training average. So only the change above a Gaussian of `tone_sigma` px is applied.
     - Where the model changes the face a lot (an open smile closing), adding a difference leaves
       ghosts of the old teeth and lips, so there the model's own structure is used, on the
-      photo's colours and low-frequency tones. `replace_level` is the change (grey levels) at which that
-      takes over fully; None adds the difference everywhere.
+      photo's colours and low-frequency tones. `replace_level` is the change (grey levels) at
+      which that takes over fully; None adds the difference everywhere.
     - Fidelity (CodeFormer's trade-off): at 1 the photo keeps its own detail finer than the
       crop everywhere, so the face stays as sharp as the photo but faint traces of the old
       expression (teeth and lip edges) can remain; below 1 that detail is dropped, by up to
@@ -157,7 +157,6 @@ class Pipeline:
         aligned = [align_face(photo.rgb, f.landmarks, self.out_size) for f in faces]
         crops = np.stack([c for c, _ in aligned])
         if self.out_size != self.size:  # the encoder reads the same crop, area-averaged
-            import cv2
             crops_in = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
                                  for c in crops])
         else:
