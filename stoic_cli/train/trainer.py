@@ -272,11 +272,11 @@ def enhancer_from_state(state: dict) -> nets.Enhancer:
 
 def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     run = _setup(cfg)
-    scale = cfg.enhancer_scale
-    sampler = make_sampler(cfg, cache=cfg.enhancer_cache or None)
+    scale, cache = cfg.enhancer_scale, cfg.enhancer_cache or cfg.cache
+    sampler = make_sampler(cfg, cache=cache)
     if sampler.crops.shape[1] != nets.IMAGE_SIZE * scale:
         raise ValueError(f"enhancer_scale {scale} needs {nets.IMAGE_SIZE * scale} px crops, but "
-                         f"{cfg.enhancer_cache or cfg.cache} holds {sampler.crops.shape[1]} px ones "
+                         f"{cache} holds {sampler.crops.shape[1]} px ones "
                          f"(stoic data prepare --size {nets.IMAGE_SIZE * scale})")
     enc, dec = load_vae(run, device)
     for p in list(enc.parameters()) + list(dec.parameters()):
