@@ -13,10 +13,10 @@ if [ -f cache/labels.csv ]; then
   stoic data pairs --split test -o "$out/heldout_taiwanese.csv"
   stoic eval neutralize --pairs "$out/heldout_taiwanese.csv" -o "$out/neutralize_taiwanese"
   # the other end of the detail / clean-edit trade-off (README: --fidelity)
-  stoic eval neutralize --pairs "$out/heldout_taiwanese.csv" --fidelity 0 -o "$out/neutralize_taiwanese_fidelity0"
+  stoic eval neutralize --pairs "$out/heldout_taiwanese.csv" --fidelity 1 -o "$out/neutralize_taiwanese_fidelity1"
 fi
 stoic eval neutralize --pairs "$london" -o "$out/neutralize_london" --sheet-rows 6
-stoic eval neutralize --pairs "$london" --fidelity 0 -o "$out/neutralize_london_fidelity0" --sheet-rows 6
+stoic eval neutralize --pairs "$london" --fidelity 1 -o "$out/neutralize_london_fidelity1" --sheet-rows 6
 
 refs=()
 for f in "$london"/*_smiling.jpg; do refs+=(--refs "$f"); done

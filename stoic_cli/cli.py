@@ -60,9 +60,10 @@ ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (de
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
 MinEyeOpt = typer.Option(20.0, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
 FidelityOpt = typer.Option(None, "--fidelity", "-f", min=0.0, max=1.0,
-                           help="1 = keep the photo's own fine detail everywhere (sharp; faint traces of the "
-                                "old expression may stay), 0 = the model's face where the expression changes "
-                                "(clean, softer). Default: the models' stoic.json.")
+                           help="0 = around the mouth, where the expression changes a lot, the model's face "
+                                "replaces the photo's fine detail (the old teeth and lip edges go; the mouth is "
+                                "as soft as the model), 1 = keep the photo's detail everywhere (sharpest; traces "
+                                "of the old expression may stay). Default: the models' stoic.json (0).")
 
 
 def _torch_device(device: str) -> str:
@@ -251,7 +252,7 @@ def neutralize(
       stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_compare.png
       stoic neutralize ids/ -o out/ -r --report out/report.csv
       stoic neutralize photo.jpg --strength 0.5     halfway to neutral
-      stoic neutralize photo.jpg --fidelity 0       expression gone more fully, mouth softer"""
+      stoic neutralize photo.jpg --fidelity 1       keep every bit of the photo's detail (sharper mouth)"""
     from stoic_cli.batch import plan_jobs, run_jobs
     from stoic_cli.images import load_photo, save_photo
     from stoic_cli.latent import neutralize_codes

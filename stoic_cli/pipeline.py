@@ -13,7 +13,7 @@ from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
 from stoic_cli.models import FaceModels
-from stoic_cli.pasteback import apply_change, face_mask
+from stoic_cli.pasteback import apply_change, face_mask, region_mask
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 
@@ -67,7 +67,8 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_level: float | None,
                  tone_sigma: float | None = 8.0, detail_level: float | None = None,
-                 fidelity: float = 1.0) -> FaceChange:
+                 fidelity: float = 1.0, detail_region: tuple[float, float, float, float] | None = None
+                 ) -> FaceChange:
     """How the model's proposal (`own` -> `new`, float 0..255, crop-sized) changes the crop.
 
     - Tones stay the photo's: expression lives in mid frequencies (mouth, brows, cheeks) while
@@ -81,19 +82,27 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
       crop everywhere, so the face stays as sharp as the photo but faint traces of the old
       expression (teeth and lip edges) can remain; below 1 that detail is dropped, by up to
       1 - `fidelity`, where the change exceeds `detail_level` grey levels (a sharper map than
-      the replacement's, so only moved edges lose it): cleaner, but as soft as the model."""
+      the replacement's, so only moved edges lose it): cleaner, but as soft as the model.
+      There the model's tones and colours are used too: closing an open mouth needs lip and
+      skin where the photo only has the dark of the mouth.
+    - `detail_region` (centre x, centre y, radius x, radius y as fractions of the crop) limits
+      that to a soft ellipse, e.g. the mouth, where the old expression's detail (teeth, lip
+      edges) gives it away; eyes and skin elsewhere keep the photo's detail. None: the face."""
     crop = crop.astype(np.float32)
+    n = crop.shape[0]
     change = new - own
+    tone_change = None
     if tone_sigma:
-        tone_sigma *= crop.shape[0] / 128  # given in pixels of a 128 px crop
-        change = change - _lowpass(change, tone_sigma)
+        tone_sigma *= n / 128  # given in pixels of a 128 px crop
+        tone_change = _lowpass(change, tone_sigma)
+        change = change - tone_change
     # Brightness only: the decoder's colour drift (irises turning violet, skin going grey)
     # must not reach the photo, whose own colours stay.
     change = _luma(change)
     if replace_level is None:
         return FaceChange(change)
     magnitude = np.abs(change).mean(axis=2)
-    weight = np.clip(_lowpass(magnitude, crop.shape[0] / 32) / replace_level, 0, 1)
+    weight = np.clip(_lowpass(magnitude, n / 32) / replace_level, 0, 1)
     if tone_sigma:
         # the photo's colours and tones, the model's brightness structure
         detail_of_new = new - _lowpass(new, tone_sigma)
@@ -102,7 +111,17 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
         structure = new
     detail = None
     if detail_level and fidelity < 1:
-        detail = (1 - fidelity) * np.clip(_lowpass(magnitude, crop.shape[0] / 128) / detail_level, 0, 1) * weight
+        drop = (1 - fidelity) * weight
+        if detail_region is not None:
+            drop = drop * region_mask(n, detail_region)
+        detail = drop * np.clip(_lowpass(magnitude, n / 128) / detail_level, 0, 1)
+        if tone_change is not None:
+            # The model's own tones, shifted by how its reconstruction's colour differs from the
+            # photo's over the face (a dark-skinned face must not get the decoder's average skin).
+            face = face_mask(n)[..., None]
+            offset = ((crop - own) * face).sum(axis=(0, 1)) / face.sum()
+            tones = drop[..., None] * (_lowpass(new, tone_sigma) + offset - _lowpass(crop, tone_sigma))
+            change, structure = change + tones, structure + tones
     return FaceChange(change, structure, weight, detail)
 
 
@@ -113,7 +132,8 @@ class Pipeline:
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
-    - `fidelity` / `detail_level`: how much of the photo's own fine detail survives there."""
+    - `fidelity` / `detail_level` / `detail_region`: how much of the photo's own fine detail
+      survives there, and where it may be dropped."""
 
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
                  min_eye_distance: float = 20.0, replace_level: float | None = None,
@@ -124,6 +144,8 @@ class Pipeline:
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
         self.change_gain = float(models.meta.get("change_gain", 1.0)) if change_gain is None else change_gain
+        region = models.meta.get("detail_region")  # where fidelity < 1 drops the photo's detail
+        self.detail_region = tuple(map(float, region)) if region else None
         self.detector = detector or FaceDetector()
         self.min_eye_distance = min_eye_distance
         self.size = models.image_size  # the encoder's input
@@ -171,7 +193,7 @@ class Pipeline:
         edits = []
         for face, (crop, matrix), a, b in zip(faces, aligned, own, new):
             change = blend_change(crop, a, b, self.replace_level, detail_level=self.detail_level,
-                                  fidelity=self.fidelity)
+                                  fidelity=self.fidelity, detail_region=self.detail_region)
             out = apply_change(out, change.add, matrix, self.mask, change.replace, change.weight, crop,
                                change.detail_weight)
             edits.append(FaceEdit(face, crop, change.on_crop(crop, self.mask), matrix))

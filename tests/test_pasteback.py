@@ -190,4 +190,29 @@ def test_fidelity_sets_how_much_detail_an_edit_drops():
     assert clean.detail_weight[80, 64] > 0.8 and clean.detail_weight[10, 10] == 0
     assert np.allclose(half.detail_weight, 0.5 * clean.detail_weight)
     # the change is grey: the same on R, G and B (a decoder's colour drift never reaches the photo)
-    assert np.allclose(clean.add[..., 0], clean.add[..., 1]) and np.allclose(clean.add[..., 1], clean.add[..., 2])
+    assert np.allclose(sharp.add[..., 0], sharp.add[..., 1]) and np.allclose(sharp.add[..., 1], sharp.add[..., 2])
+
+
+def test_detail_region_limits_where_the_models_face_is_used():
+    """With a detail region (the mouth), fidelity < 1 drops the photo's detail and uses the
+    model's tones and colours only inside it; elsewhere the change stays grey detail-keeping."""
+    from stoic_cli.pipeline import blend_change
+
+    rng = np.random.default_rng(1)
+    crop = rng.uniform(60, 200, (128, 128, 3)).astype(np.float32)
+    own = np.full((128, 128, 3), 120.0, np.float32)
+    new = own.copy()
+    new[80:100, 44:84] += (80, 40, 20)  # an open mouth closing: brighter and redder
+    new[45:60, 40:56] += (80, 40, 20)  # the same change at the left eye
+    mouth = (0.5, 0.70, 0.19, 0.13)
+    edit = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=0.0, detail_region=mouth)
+    whole = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=0.0)
+    assert edit.detail_weight[90, 64] > 0.5 and edit.detail_weight[52, 48] < 0.01
+    assert whole.detail_weight[52, 48] > 0.5
+    # inside the mouth the model's colour arrives (red rises more than blue), at the eye it does not
+    assert edit.add[90, 64, 0] - edit.add[90, 64, 2] > 20
+    assert abs(edit.add[52, 48, 0] - edit.add[52, 48, 2]) < 1e-3
+    kept = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=1.0, detail_region=mouth)
+    assert kept.detail_weight is None and abs(kept.add[90, 64, 0] - kept.add[90, 64, 2]) < 1e-3
+    # the low-frequency brightening reaches the middle of the mouth, not only its edges
+    assert edit.add[90, 64].mean() > kept.add[90, 64].mean() + 10
