@@ -6,15 +6,23 @@ an unchanged face comes back unchanged. A feathered mask limits the change to th
 where the mask is zero are copied byte for byte."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 from stoic_cli.alignment import TEMPLATE
 
 
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    mask.setflags(write=False)  # cached and shared between faces and callers
+    return mask
+
+
+@lru_cache(maxsize=16)
 def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
-    """Soft ellipse over the face (brows to chin, cheek to cheek) in crop coordinates, float 0..1.
-    Hair, ears and background lie outside it."""
+    """Soft ellipse over the face (brows to chin, cheek to cheek) in crop coordinates, float 0..1,
+    read-only. Hair, ears and background lie outside it."""
     eye_y, mouth_y = TEMPLATE[0, 1], TEMPLATE[3, 1]
     cy = (eye_y + mouth_y) / 2 * size + 0.02 * size
     ry = (mouth_y - eye_y) * 1.45 * size
@@ -27,16 +35,17 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     mask = cv2.GaussianBlur(mask, (k, k), 0)
     # Fade to exactly 0 before the crop's edges so no seam appears where the square ends.
     ramp = np.clip((np.minimum(np.arange(size), np.arange(size)[::-1]) - 1.0) / (0.06 * size), 0, 1)
-    return (mask * np.minimum(ramp[:, None], ramp[None, :])).astype(np.float32)
+    return _read_only((mask * np.minimum(ramp[:, None], ramp[None, :])).astype(np.float32))
 
 
+@lru_cache(maxsize=16)
 def region_mask(size: int, region: tuple[float, float, float, float], feather: float = 0.04) -> np.ndarray:
     """Soft ellipse (centre x, centre y, radius x, radius y, as fractions of the crop side) in
-    crop coordinates, float 0..1, edges blurred over `feather` of the side."""
+    crop coordinates, float 0..1, read-only, edges blurred over `feather` of the side."""
     cx, cy, rx, ry = region
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     inside = ((((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2) <= 1).astype(np.float32)
-    return cv2.GaussianBlur(inside, (0, 0), feather * size)
+    return _read_only(cv2.GaussianBlur(inside, (0, 0), feather * size))
 
 
 def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:

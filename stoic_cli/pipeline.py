@@ -91,11 +91,9 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     crop = crop.astype(np.float32)
     n = crop.shape[0]
     change = new - own
-    tone_change = None
     if tone_sigma:
         tone_sigma *= n / 128  # given in pixels of a 128 px crop
-        tone_change = _lowpass(change, tone_sigma)
-        change = change - tone_change
+        change = change - _lowpass(change, tone_sigma)
     # Brightness only: the decoder's colour drift (irises turning violet, skin going grey)
     # must not reach the photo, whose own colours stay.
     change = _luma(change)
@@ -105,8 +103,8 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     weight = np.clip(_lowpass(magnitude, n / 32) / replace_level, 0, 1)
     if tone_sigma:
         # the photo's colours and tones, the model's brightness structure
-        detail_of_new = new - _lowpass(new, tone_sigma)
-        structure = crop + _luma(detail_of_new - (crop - _lowpass(crop, tone_sigma)))
+        new_low, crop_low = _lowpass(new, tone_sigma), _lowpass(crop, tone_sigma)
+        structure = crop + _luma((new - new_low) - (crop - crop_low))
     else:
         structure = new
     detail = None
@@ -115,12 +113,12 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
         if detail_region is not None:
             drop = drop * region_mask(n, detail_region)
         detail = drop * np.clip(_lowpass(magnitude, n / 128) / detail_level, 0, 1)
-        if tone_change is not None:
+        if tone_sigma:
             # The model's own tones, shifted by how its reconstruction's colour differs from the
             # photo's over the face (a dark-skinned face must not get the decoder's average skin).
             face = face_mask(n)[..., None]
             offset = ((crop - own) * face).sum(axis=(0, 1)) / face.sum()
-            tones = drop[..., None] * (_lowpass(new, tone_sigma) + offset - _lowpass(crop, tone_sigma))
+            tones = drop[..., None] * (new_low + offset - crop_low)
             change, structure = change + tones, structure + tones
     return FaceChange(change, structure, weight, detail)
 
