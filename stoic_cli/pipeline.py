@@ -123,10 +123,28 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     return FaceChange(change, structure, weight, detail)
 
 
+def strengthen_mouth(own: np.ndarray, new: np.ndarray, further: np.ndarray,
+                     region: tuple[float, float, float, float], gate: float) -> np.ndarray:
+    """`new` (decoded faces, (n, size, size, 3), float) with `further` (the same edit decoded from
+    a code pushed further along it) inside the mouth `region`, where the edit moves the mouth by
+    `gate` grey levels or more. The paste-back keeps part of the photo there (its colours, its
+    tones outside the region), so a mouth decoded at the requested strength reaches the photo
+    only partly changed: a smile removed halfway. The gate leaves small changes alone, so a mouth
+    that is already neutral is not pushed further toward the average one."""
+    size = new.shape[1]
+    magnitude = np.abs(new - own).mean(axis=3)
+    moved = np.stack([np.clip(_lowpass(m, size / 32) / gate, 0, 1) for m in magnitude])
+    weight = (region_mask(size, region)[None] * moved)[..., None]
+    return new + weight * (further - new)
+
+
 class Pipeline:
     """How the model's proposal reaches the photo is set by the models' stoic.json (each chosen
     on validation people; see models/README.md), or by the arguments:
 
+    - `mouth_gain`: inside `detail_region`, where the edit moves the mouth, the face is decoded
+      from the code pushed `mouth_gain` times as far along the edit (see strengthen_mouth);
+      1: as asked.
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
@@ -136,8 +154,9 @@ class Pipeline:
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
                  min_eye_distance: float = 20.0, replace_level: float | None = None,
                  change_gain: float | None = None, detail_level: float | None = None,
-                 fidelity: float | None = None):
+                 fidelity: float | None = None, mouth_gain: float | None = None):
         self.models = models
+        self.mouth_gain = float(models.meta.get("mouth_gain", 1.0)) if mouth_gain is None else mouth_gain
         self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
@@ -183,9 +202,14 @@ class Pipeline:
             crops_in = crops
         z, zn = self.codes(crops_in)
         z_edit = edit(z, zn)
+        strengthen = self.detail_region is not None and self.mouth_gain != 1
+        codes = [z, z_edit] + ([z + self.mouth_gain * (z_edit - z)] if strengthen else [])
         # Decode own and edited codes in one batch; only their difference reaches the photo.
-        decoded = self.models.decode(np.concatenate([z, z_edit]).astype(np.float32))
-        own, new = decoded[: len(z)], decoded[len(z):]
+        decoded = self.models.decode(np.concatenate(codes).astype(np.float32))
+        k = len(z)
+        own, new = decoded[:k], decoded[k:2 * k]
+        if strengthen:
+            new = strengthen_mouth(own, new, decoded[2 * k:], self.detail_region, self.replace_level)
         new = own + self.change_gain * (new - own)
         out = photo.rgb
         edits = []

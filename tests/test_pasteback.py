@@ -216,3 +216,21 @@ def test_detail_region_limits_where_the_models_face_is_used():
     assert kept.detail_weight is None and abs(kept.add[90, 64, 0] - kept.add[90, 64, 2]) < 1e-3
     # the low-frequency brightening reaches the middle of the mouth, not only its edges
     assert edit.add[90, 64].mean() > kept.add[90, 64].mean() + 10
+
+
+def test_strengthen_mouth_pushes_only_mouths_that_move():
+    """The further-decoded face is used inside the mouth region where the edit moves the mouth,
+    and nowhere else: not at an eye that moves as much, not at a mouth that barely moves."""
+    from stoic_cli.pipeline import strengthen_mouth
+
+    own = np.full((2, 128, 128, 3), 120.0, np.float32)
+    new = own.copy()
+    new[0, 80:100, 44:84] += 40  # face 0: the mouth changes a lot
+    new[0, 45:60, 40:56] += 40  # ... and so does an eye
+    new[1, 80:100, 44:84] += 2  # face 1: a neutral mouth, nudged
+    further = own + 2 * (new - own)
+    out = strengthen_mouth(own, new, further, (0.5, 0.70, 0.19, 0.13), gate=12)
+    assert out[0, 90, 64, 0] > new[0, 90, 64, 0] + 30  # pushed close to `further` (+80)
+    assert out[0, 52, 48, 0] == pytest.approx(new[0, 52, 48, 0], abs=1e-3)  # the eye is as asked
+    assert abs(out[1, 90, 64, 0] - new[1, 90, 64, 0]) < 0.5  # the small change stays small
+    assert np.allclose(out[:, :20], new[:, :20])  # and nothing changes away from the face

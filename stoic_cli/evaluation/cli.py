@@ -111,7 +111,8 @@ def _judges():
 
 def _settings(pipe, **extra) -> dict:
     """What a report records about how it was made."""
-    return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity}
+    return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity,
+            "mouth_gain": pipe.mouth_gain}
 
 
 def _wrote(*paths: Path) -> None:
