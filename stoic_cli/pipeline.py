@@ -44,6 +44,11 @@ def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
 
+def _moved(magnitude: np.ndarray, level: float) -> np.ndarray:
+    """0..1: where a change (grey levels, one crop), smoothed over a few pixels, reaches `level`."""
+    return np.clip(_lowpass(magnitude, magnitude.shape[0] / 32) / level, 0, 1)
+
+
 @dataclass
 class FaceChange:
     """What an edit does to one aligned crop (float, 0..255 units, crop-sized): `add` is added
@@ -100,7 +105,7 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     if replace_level is None:
         return FaceChange(change)
     magnitude = np.abs(change).mean(axis=2)
-    weight = np.clip(_lowpass(magnitude, n / 32) / replace_level, 0, 1)
+    weight = _moved(magnitude, replace_level)
     if tone_sigma:
         # the photo's colours and tones, the model's brightness structure
         new_low, crop_low = _lowpass(new, tone_sigma), _lowpass(crop, tone_sigma)
@@ -131,10 +136,8 @@ def strengthen_mouth(own: np.ndarray, new: np.ndarray, further: np.ndarray,
     tones outside the region), so a mouth decoded at the requested strength reaches the photo
     only partly changed: a smile removed halfway. The gate leaves small changes alone, so a mouth
     that is already neutral is not pushed further toward the average one."""
-    size = new.shape[1]
-    magnitude = np.abs(new - own).mean(axis=3)
-    moved = np.stack([np.clip(_lowpass(m, size / 32) / gate, 0, 1) for m in magnitude])
-    weight = (region_mask(size, region)[None] * moved)[..., None]
+    moved = np.stack([_moved(m, gate) for m in np.abs(new - own).mean(axis=3)])
+    weight = (region_mask(new.shape[1], region)[None] * moved)[..., None]
     return new + weight * (further - new)
 
 
@@ -161,7 +164,7 @@ class Pipeline:
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
         self.change_gain = float(models.meta.get("change_gain", 1.0)) if change_gain is None else change_gain
-        region = models.meta.get("detail_region")  # where fidelity < 1 drops the photo's detail
+        region = models.meta.get("detail_region")  # the mouth: where detail may go and mouth_gain acts
         self.detail_region = tuple(map(float, region)) if region else None
         self.detector = detector or FaceDetector()
         self.min_eye_distance = min_eye_distance
