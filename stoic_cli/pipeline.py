@@ -88,8 +88,9 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
       expression (teeth and lip edges) can remain; below 1 that detail is dropped, by up to
       1 - `fidelity`, where the change exceeds `detail_level` grey levels (a sharper map than
       the replacement's, so only moved edges lose it): cleaner, but as soft as the model.
-      There the model's tones and colours are used too: closing an open mouth needs lip and
-      skin where the photo only has the dark of the mouth.
+      There the model's tones and colours (also its colour detail, e.g. the lips) are used
+      too: closing an open mouth needs lip and skin where the photo only has the dark of the
+      mouth, and the old lips' red must not outline the smile that is gone.
     - `detail_region` (centre x, centre y, radius x, radius y as fractions of the crop) limits
       that to a soft ellipse, e.g. the mouth, where the old expression's detail (teeth, lip
       edges) gives it away; eyes and skin elsewhere keep the photo's detail. None: the face."""
@@ -109,7 +110,8 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     if tone_sigma:
         # the photo's colours and tones, the model's brightness structure
         new_low, crop_low = _lowpass(new, tone_sigma), _lowpass(crop, tone_sigma)
-        structure = crop + _luma((new - new_low) - (crop - crop_low))
+        structure_change = (new - new_low) - (crop - crop_low)
+        structure = crop + _luma(structure_change)
     else:
         structure = new
     detail = None
@@ -123,7 +125,10 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
             # photo's over the face (a dark-skinned face must not get the decoder's average skin).
             face = face_mask(n)[..., None]
             offset = ((crop - own) * face).sum(axis=(0, 1)) / face.sum()
-            tones = drop[..., None] * (new_low + offset - crop_low)
+            # and its colour detail: lips are finer than the tones, so otherwise the red of the
+            # old smile's lips stays in place, on the new mouth's brightness
+            colour_detail = structure_change - _luma(structure_change)
+            tones = drop[..., None] * (new_low + offset - crop_low + colour_detail)
             change, structure = change + tones, structure + tones
     return FaceChange(change, structure, weight, detail)
 

@@ -218,6 +218,32 @@ def test_detail_region_limits_where_the_models_face_is_used():
     assert edit.add[90, 64].mean() > kept.add[90, 64].mean() + 10
 
 
+def test_mouth_takes_the_models_lip_colour_not_the_old_one():
+    """Inside the mouth region, where the model's face takes over, its colour detail replaces the
+    photo's: the red of the old (wide-open) lips must not stay behind, and the new lips are red."""
+    from stoic_cli.pipeline import blend_change
+
+    crop = np.full((128, 128, 3), 128.0, np.float32)
+    crop[94:97, 44:84] = (200, 80, 80)  # the old lower lip, red
+    own = np.full((128, 128, 3), 120.0, np.float32)
+    new = own.copy()
+    new[80:100, 44:84] += 50  # the open mouth closes: brighter
+    new[84:87, 44:84] += (40, -30, -30)  # with its lips higher up
+    edit = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=0.0,
+                        detail_region=(0.5, 0.70, 0.19, 0.13))
+    assert edit.weight[95, 64] > 0.99 and edit.weight[85, 64] > 0.99
+
+    def redness(img, y):
+        return img[y, 64, 0] - img[y, 64, 2]
+
+    assert redness(crop, 95) == 120
+    assert redness(edit.replace, 95) < 25  # the old lip's colour is mostly gone
+    assert redness(edit.replace, 85) > 35  # the model's lip colour arrived
+    kept = blend_change(crop, own, new, replace_level=12, detail_level=16, fidelity=1.0,
+                        detail_region=(0.5, 0.70, 0.19, 0.13))
+    assert redness(kept.replace, 95) > 90  # at fidelity 1 the photo's colours all stay
+
+
 def test_strengthen_mouth_pushes_only_mouths_that_move():
     """The further-decoded face is used inside the mouth region where the edit moves the mouth,
     and nowhere else: not at an eye that moves as much, not at a mouth that barely moves."""
