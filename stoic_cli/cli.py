@@ -90,7 +90,7 @@ def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
 
 
 def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0,
-                   fidelity: Optional[float] = None):
+                   fidelity: Optional[float] = None, job: Optional[str] = None):
     from stoic_cli.detection import FaceDetector
     from stoic_cli.models import FaceModels, ModelNotFound
     from stoic_cli.pipeline import Pipeline
@@ -105,7 +105,8 @@ def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
     err.print(f"models: {models.dir} on {provider}", highlight=False)
-    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes, fidelity=fidelity)
+    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes, fidelity=fidelity,
+                    job=job)
 
 
 def _message(result) -> str:
@@ -257,7 +258,7 @@ def neutralize(
     from stoic_cli.images import load_photo, save_photo
     from stoic_cli.latent import neutralize_codes
 
-    pipe = _load_pipeline(models, device, min_eyes, fidelity)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="neutralize")
     jobs = plan_jobs(images, "neutral", output, recursive)
 
     def work(job):
@@ -347,7 +348,7 @@ def transfer(
     from stoic_cli.latent import expression_displacement, transfer_codes
     from stoic_cli.pipeline import NoFaceError
 
-    pipe = _load_pipeline(models, device, min_eyes, fidelity)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="transfer")
     # The reference is checked before any input is touched.
     try:
         z_ref, zn_ref = pipe.largest_face_codes(load_photo(expr))
@@ -434,7 +435,7 @@ def edit(
     if not images or not attr:
         err.print("[red]error:[/] give images and at least one --attr NAME=AMOUNT (see --list)")
         raise typer.Exit(2)
-    pipe = _load_pipeline(models, device, min_eyes, fidelity)
+    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="edit")
     try:
         known = pipe.models.attribute_table()
     except ModelNotFound as exc:

@@ -153,6 +153,10 @@ class Pipeline:
     - `mouth_gain`: inside `detail_region`, where the edit moves the mouth, the face is decoded
       from the code pushed `mouth_gain` times as far along the edit (see strengthen_mouth);
       1: as asked.
+    - `face_gain`: how far the rest of the face goes along the edit, per job (`job`:
+      "neutralize", "transfer", "edit"; stoic.json maps jobs to gains, 1 where unlisted).
+      Neutralizing, the neutral code's pull outside the mouth is mostly toward the training
+      people's average face, not away from the expression, so it is followed only partly.
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
@@ -162,9 +166,13 @@ class Pipeline:
     def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
                  min_eye_distance: float = 20.0, replace_level: float | None = None,
                  change_gain: float | None = None, detail_level: float | None = None,
-                 fidelity: float | None = None, mouth_gain: float | None = None):
+                 fidelity: float | None = None, mouth_gain: float | None = None,
+                 face_gain: float | None = None, job: str | None = None):
         self.models = models
         self.mouth_gain = float(models.meta.get("mouth_gain", 1.0)) if mouth_gain is None else mouth_gain
+        if face_gain is None:
+            face_gain = float(models.meta.get("face_gain", {}).get(job, 1.0)) if job else 1.0
+        self.face_gain = face_gain
         self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
@@ -211,7 +219,8 @@ class Pipeline:
         z, zn = self.codes(crops_in)
         z_edit = edit(z, zn)
         strengthen = self.detail_region is not None and self.mouth_gain != 1
-        codes = [z, z_edit] + ([z + self.mouth_gain * (z_edit - z)] if strengthen else [])
+        z_face = z_edit if self.face_gain == 1 else z + self.face_gain * (z_edit - z)
+        codes = [z, z_face] + ([z + self.mouth_gain * (z_edit - z)] if strengthen else [])
         # Decode own and edited codes in one batch; only their difference reaches the photo.
         decoded = self.models.decode(np.concatenate(codes).astype(np.float32))
         k = len(z)

@@ -119,3 +119,34 @@ def test_edit_amount_zero_changes_nothing(shipped_models, photos, tmp_path):
     res = run("edit", src, "--attr", "smile=0", "-o", tmp_path, "--models", shipped_models)
     assert res.exit_code == 0, res.output
     assert np.abs(_pixels(src) - _pixels(tmp_path / "011_neutral_edit.jpg")).mean() < 1.5
+
+
+def test_face_gain_is_per_job_and_spares_the_rest_of_the_face(shipped_models, detector):
+    """Neutralizing follows the neutral code only partly outside the mouth (stoic.json's
+    face_gain); the mouth still changes fully. Transfer and edit are unlisted: gain 1."""
+    from stoic_cli.images import load_photo
+    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline
+
+    models = FaceModels(shipped_models)
+    listed = models.meta["face_gain"]["neutralize"]
+    assert 0 < listed < 1
+    assert Pipeline(models, detector, job="neutralize").face_gain == listed
+    assert Pipeline(models, detector, job="edit").face_gain == 1.0
+    photo = load_photo(DATA / "094_smiling.jpg")
+    edit = lambda z, zn: neutralize_codes(z, zn, 1.0)  # noqa: E731
+    full = Pipeline(models, detector, face_gain=1.0).run(photo, edit).rgb.astype(float)
+    half = Pipeline(models, detector, face_gain=0.5).run(photo, edit).rgb.astype(float)
+    face = detector.detect(photo.rgb)[0]
+    (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+    (mlx, mly), (mrx, mry) = face.landmarks[3], face.landmarks[4]
+    eyes = (slice(int(min(ly, ry)) - 12, int(max(ly, ry)) + 12), slice(int(lx) - 15, int(rx) + 15))
+    mouth = (slice(int(min(mly, mry)) - 8, int(max(mly, mry)) + 8), slice(int(mlx), int(mrx)))
+    src = photo.rgb.astype(float)
+
+    def change(out, region):
+        return np.abs(out[region] - src[region]).mean()
+
+    assert change(half, eyes) < 0.75 * change(full, eyes)
+    assert change(half, mouth) > 0.8 * change(full, mouth)

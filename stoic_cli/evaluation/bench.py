@@ -145,7 +145,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
 
     # (c) end to end: detect, align, encode, neutralize, decode own + edited, enhance, paste back.
     if photos:
-        pipe = Pipeline(models, detector)
+        pipe = Pipeline(models, detector, job="neutralize")
         edit = lambda z, zn: neutralize_codes(z, zn, 1.0)  # noqa: E731
         failed = 0
 

@@ -72,7 +72,7 @@ def neutralize(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="neutralize")
     settings = _settings(pipe, pairs=str(pairs), strength=strength)
     with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
@@ -112,7 +112,7 @@ def _judges():
 def _settings(pipe, **extra) -> dict:
     """What a report records about how it was made."""
     return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity,
-            "mouth_gain": pipe.mouth_gain}
+            "mouth_gain": pipe.mouth_gain, "face_gain": pipe.face_gain}
 
 
 def _wrote(*paths: Path) -> None:
@@ -177,7 +177,7 @@ def transfer(
         raise typer.Exit(2)
     files = _input_files(list(inputs_opt or []) + list(inputs or []), recursive, "input")
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="transfer")
     settings = _settings(pipe)
     with expression, _progress() as progress:
         task = progress.add_task("transferring", total=len(refs) * len(files))
@@ -230,7 +230,7 @@ def edit(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     files = _input_files(list(inputs), recursive, "input")
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity)
+    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="edit")
     try:
         known = pipe.models.attribute_table()
     except ModelNotFound as exc:
