@@ -170,8 +170,9 @@ class Pipeline:
                  face_gain: float | None = None, job: str | None = None):
         self.models = models
         self.mouth_gain = float(models.meta.get("mouth_gain", 1.0)) if mouth_gain is None else mouth_gain
-        if face_gain is None:
-            face_gain = float(models.meta.get("face_gain", {}).get(job, 1.0)) if job else 1.0
+        if face_gain is None:  # stoic.json: one number for every job, or {job: gain}
+            table = models.meta.get("face_gain", 1.0)
+            face_gain = float(table.get(job, 1.0) if isinstance(table, dict) else table)
         self.face_gain = face_gain
         self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
