@@ -133,6 +133,11 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     return FaceChange(change, structure, weight, detail)
 
 
+def _along(z: np.ndarray, z_edit: np.ndarray, gain: float) -> np.ndarray:
+    """The code `gain` times as far from `z` along the edit (`z_edit` itself at 1)."""
+    return z_edit if gain == 1 else z + gain * (z_edit - z)
+
+
 def strengthen_mouth(own: np.ndarray, new: np.ndarray, further: np.ndarray,
                      region: tuple[float, float, float, float], gate: float) -> np.ndarray:
     """`new` (decoded faces, (n, size, size, 3), float) with `further` (the same edit decoded from
@@ -220,8 +225,7 @@ class Pipeline:
         z, zn = self.codes(crops_in)
         z_edit = edit(z, zn)
         strengthen = self.detail_region is not None and self.mouth_gain != 1
-        z_face = z_edit if self.face_gain == 1 else z + self.face_gain * (z_edit - z)
-        codes = [z, z_face] + ([z + self.mouth_gain * (z_edit - z)] if strengthen else [])
+        codes = [z, _along(z, z_edit, self.face_gain)] + ([_along(z, z_edit, self.mouth_gain)] if strengthen else [])
         # Decode own and edited codes in one batch; only their difference reaches the photo.
         decoded = self.models.decode(np.concatenate(codes).astype(np.float32))
         k = len(z)
