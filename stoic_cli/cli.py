@@ -342,23 +342,23 @@ def transfer(
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
     The expression is the reference's latent displacement from its own neutral code (LEED),
-    added to each input's neutral code, so the input keeps its identity."""
+    added to each input's neutral code, so the input keeps its identity; the reference face's
+    motion (how it moves away from its neutral face) moves each input's face too."""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.images import ImageError, load_photo
-    from stoic_cli.latent import expression_displacement, transfer_codes
+    from stoic_cli.latent import transfer_edit
     from stoic_cli.pipeline import NoFaceError
 
     pipe = _load_pipeline(models, device, min_eyes, fidelity, job="transfer")
     # The reference is checked before any input is touched.
     try:
-        z_ref, zn_ref = pipe.largest_face_codes(load_photo(expr))
+        displacement, motion = pipe.reference_expression(load_photo(expr))
     except (ImageError, NoFaceError) as exc:
         err.print(f"[red]error:[/] reference {expr}: {exc}")
         raise typer.Exit(2)
-    displacement = expression_displacement(z_ref, zn_ref)
 
     def make_edit(a: float):
-        return lambda z, zn: transfer_codes(zn, displacement, a)
+        return transfer_edit(displacement, motion, a)
 
     jobs = plan_jobs(images, "transfer", output, recursive)
     outcomes = _edit_photos(pipe, jobs, make_edit, alpha, steps, gif, largest, overwrite, quiet, "transferring")
@@ -414,9 +414,10 @@ def edit(
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
     Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
-    --attr smile=-0.5 --attr surprise=0.3 (several at once)."""
+    --attr smile=-0.5 --attr surprise=0.3 (several at once). Expressions also move the face
+    (a dropping jaw, rising brows) as real faces do, measured on the training people."""
     from stoic_cli.batch import plan_jobs
-    from stoic_cli.latent import edit_codes
+    from stoic_cli.latent import attribute_edit
     from stoic_cli.models import FaceModels, ModelNotFound
 
     try:
@@ -445,7 +446,7 @@ def edit(
 
     def make_edit(fraction: float):
         scaled = {k: v * fraction for k, v in amounts.items()}
-        return lambda z, zn: edit_codes(z, known, scaled)
+        return attribute_edit(known, scaled)
 
     jobs = plan_jobs(images, "edit", output, recursive)
     _finish(_edit_photos(pipe, jobs, make_edit, 1.0, steps, gif, largest, overwrite, quiet, "editing"), report)
@@ -545,7 +546,9 @@ def train_run(
     for s in stages:
         if s == "attributes":
             from stoic_cli.train.attributes import fit_attributes
+            from stoic_cli.train.motion import add_motion
             path = fit_attributes(cfg, dev)
+            add_motion(path, cfg.cache)
         elif s in funcs:
             with Progress(console=err, transient=True) as progress:
                 path = funcs[s](cfg, dev, progress)
@@ -553,6 +556,25 @@ def train_run(
             err.print(f"[red]error:[/] unknown stage {s!r}: vae, enhancer, neutralizer, attributes or all")
             raise typer.Exit(2)
         out.print(f"{s}: {path}")
+
+
+@train_app.command("motion")
+def train_motion(
+    attributes: Path = typer.Option(Path("models/attributes.json"), "--attributes",
+                                    help="attributes.json to add the motion templates to (in place)."),
+    cache: Path = typer.Option(Path("cache"), "--cache", help="Crops and labels from `stoic data prepare`."),
+):
+    """Measure each expression's motion (how real faces move from neutral to it, averaged over
+    the training people) and store it with the attribute; needs no networks."""
+    from stoic_cli.train.motion import add_motion
+
+    for need in (attributes, cache / "labels.csv"):
+        if not need.exists():
+            err.print(f"[red]error:[/] {need} not found" + (" (run `stoic data prepare` first)" if need.name == "labels.csv" else ""))
+            raise typer.Exit(2)
+    for name, people in add_motion(attributes, cache).items():
+        out.print(f"{name}: motion from {people} people")
+    out.print(f"wrote {attributes}")
 
 
 @train_app.command("export")

@@ -10,8 +10,24 @@ edited code; decoding both and pasting the difference is the pipeline's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+# (own codes, neutral codes) -> edited codes, all (n_faces, latent_dim)
+LatentEdit = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Edit:
+    """What a job asks of every face: a latent edit and, optionally, a motion: a crop-space flow
+    field ((h, w, 2), in fractions of the crop side, any resolution) saying where each pixel of
+    the edited face comes from in the photo. The decoder carries an expression's look (the dark
+    of an open mouth, teeth) but little of its motion (a jaw that drops, brows that rise), so
+    motion comes from real faces (stoic_cli.train.motion; a transfer reference's own) and moves
+    the photo's own pixels."""
+    codes: LatentEdit
+    motion: np.ndarray | None = None
 
 
 def neutralize_codes(z: np.ndarray, z_neutral: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -35,11 +51,13 @@ class Attribute:
     maximum: float
     unit: str
     help: str
+    motion: np.ndarray | None = None  # crop-space flow for one unit (see Edit), if measured
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> "Attribute":
         return cls(name=name, direction=np.asarray(d["direction"], np.float32), minimum=float(d["min"]),
-                   maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""))
+                   maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""),
+                   motion=np.asarray(d["motion"], np.float32) if d.get("motion") is not None else None)
 
 
 def load_attributes(table: dict) -> dict[str, Attribute]:
@@ -52,3 +70,19 @@ def edit_codes(z: np.ndarray, attributes: dict[str, Attribute], amounts: dict[st
     for name, amount in amounts.items():
         out = out + np.float32(amount) * attributes[name].direction
     return out
+
+
+def attribute_motion(attributes: dict[str, Attribute], amounts: dict[str, float]) -> np.ndarray | None:
+    """The summed motion of the requested amounts (None when no attribute has one)."""
+    fields = [np.float32(a) * attributes[n].motion for n, a in amounts.items() if attributes[n].motion is not None]
+    return sum(fields[1:], fields[0]) if fields else None
+
+
+def attribute_edit(attributes: dict[str, Attribute], amounts: dict[str, float]) -> Edit:
+    return Edit(lambda z, zn: edit_codes(z, attributes, amounts), attribute_motion(attributes, amounts))
+
+
+def transfer_edit(displacement: np.ndarray, motion: np.ndarray | None, alpha: float = 1.0) -> Edit:
+    """LEED's transfer of a reference's expression (its displacement and motion) at `alpha`."""
+    return Edit(lambda z, zn: transfer_codes(zn, displacement, alpha),
+                None if motion is None else np.float32(alpha) * motion)

@@ -129,3 +129,28 @@ def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask
         return photo + m * (delta * (1 - w) + w * (new - low) - v * (photo - low))
 
     return _update_under_mask(image, packed.astype(np.float32), matrix, mask, combine, cv2.BORDER_REPLICATE)
+
+
+def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Move the photo's own pixels as the model's face moves: `flow` (crop-space, (size, size, 2),
+    in crop pixels) says where each crop pixel of the edited face comes from in the unedited one,
+    and is zero outside the face. Brows that rise and a jaw that drops then keep the photo's own
+    texture instead of being painted as brightness changes. Pixels the flow leaves alone stay
+    byte-identical."""
+    size = flow.shape[0]
+    out = image.copy()
+    roi = _roi(matrix, size, image.shape[:2])
+    if roi is None:
+        return out
+    x0, y0, x1, y1 = roi
+    moved = _to_photo(flow.astype(np.float32), matrix, roi)  # crop pixels, at photo positions
+    # A crop-space displacement in photo pixels: the inverse of the alignment's linear part.
+    inv = np.linalg.inv(matrix[:, :2]).astype(np.float32)
+    shift = moved @ inv.T
+    touched = np.abs(shift).max(axis=2) > 1e-3
+    if not touched.any():
+        return out
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    src = cv2.remap(image, xx + shift[..., 0], yy + shift[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out[y0:y1, x0:x1][touched] = src[touched]
+    return out

@@ -1,10 +1,10 @@
 """One photo through stoic: detect -> align -> encode -> latent edit -> decode -> enhance ->
-paste back. The latent edit is a function from the faces' own codes (and their neutral codes)
-to edited codes, so neutralize, transfer and edit share everything else."""
+paste back (-> move). The latent edit is a function from the faces' own codes (and their
+neutral codes) to edited codes, so neutralize, transfer and edit share everything else;
+transfer and edit also carry the expression's motion, which moves the photo's own pixels."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -12,13 +12,11 @@ import numpy as np
 from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
+from stoic_cli.latent import Edit, LatentEdit, expression_displacement
 from stoic_cli.models import FaceModels
-from stoic_cli.pasteback import apply_change, face_mask, region_mask
+from stoic_cli.pasteback import apply_change, face_mask, region_mask, warp_photo
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
-
-# (own codes, neutral codes) -> edited codes, all (n_faces, latent_dim)
-LatentEdit = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class NoFaceError(Exception):
@@ -133,6 +131,35 @@ def blend_change(crop: np.ndarray, own: np.ndarray, new: np.ndarray, replace_lev
     return FaceChange(change, structure, weight, detail)
 
 
+def estimate_flow(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Where each pixel of `after` comes from in `before` (two crop-sized faces, float or uint8,
+    0..255): dense optical flow in fractions of the crop side, smoothed over a few pixels and
+    faded out at the face mask's edge, so that only the face moves."""
+    n = before.shape[0]
+    grey = lambda img: np.clip(_luma(np.asarray(img, np.float32))[..., 0], 0, 255).astype(np.uint8)
+    flow = cv2.calcOpticalFlowFarneback(grey(after), grey(before), None, pyr_scale=0.5, levels=3,
+                                        winsize=max(5, n // 8 | 1), iterations=3, poly_n=5,
+                                        poly_sigma=1.1, flags=0)
+    flow = _lowpass(flow, n / 32) * face_mask(n)[..., None]
+    return (flow / n).astype(np.float32)
+
+
+def motion_pixels(motion: np.ndarray, size: int, limit: float = 0.08) -> np.ndarray:
+    """A motion field (fractions of the side) as a `size`-pixel crop flow, each component capped
+    at `limit` of the side and faded out at the face mask's edge."""
+    field = cv2.resize(np.asarray(motion, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return (np.clip(field, -limit, limit) * size * face_mask(size)[..., None]).astype(np.float32)
+
+
+def follow_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`img` (crop-sized) with each pixel fetched from where `flow` (crop pixels) says it comes
+    from."""
+    n = img.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    return cv2.remap(np.ascontiguousarray(img, np.float32), xx + flow[..., 0], yy + flow[..., 1],
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def _along(z: np.ndarray, z_edit: np.ndarray, gain: float) -> np.ndarray:
     """The code `gain` times as far from `z` along the edit (`z_edit` itself at 1)."""
     return z_edit if gain == 1 else z + gain * (z_edit - z)
@@ -151,6 +178,12 @@ def strengthen_mouth(own: np.ndarray, new: np.ndarray, further: np.ndarray,
     return new + weight * (further - new)
 
 
+def _per_job(meta: dict, key: str, job: str | None, default: float) -> float:
+    """A stoic.json setting given as one number for every job or as {job: value}."""
+    table = meta.get(key, default)
+    return float(table.get(job, default) if isinstance(table, dict) else table)
+
+
 class Pipeline:
     """How the model's proposal reaches the photo is set by the models' stoic.json (each chosen
     on validation people; see models/README.md), or by the arguments:
@@ -162,6 +195,8 @@ class Pipeline:
       "neutralize", "transfer", "edit"; stoic.json maps jobs to gains, 1 where unlisted).
       Neutralizing, the neutral code's pull outside the mouth is mostly toward the training
       people's average face, not away from the expression, so it is followed only partly.
+    - `motion_gain`: per job like `face_gain`; how much of an Edit's motion moves the photo's
+      own pixels (1: as asked, 0: off, the decoded change alone).
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
@@ -172,13 +207,12 @@ class Pipeline:
                  min_eye_distance: float = 20.0, replace_level: float | None = None,
                  change_gain: float | None = None, detail_level: float | None = None,
                  fidelity: float | None = None, mouth_gain: float | None = None,
-                 face_gain: float | None = None, job: str | None = None):
+                 face_gain: float | None = None, motion_gain: float | None = None,
+                 job: str | None = None):
         self.models = models
         self.mouth_gain = float(models.meta.get("mouth_gain", 1.0)) if mouth_gain is None else mouth_gain
-        if face_gain is None:  # stoic.json: one number for every job, or {job: gain}
-            table = models.meta.get("face_gain", 1.0)
-            face_gain = float(table.get(job, 1.0) if isinstance(table, dict) else table)
-        self.face_gain = face_gain
+        self.face_gain = _per_job(models.meta, "face_gain", job, 1.0) if face_gain is None else face_gain
+        self.motion_gain = _per_job(models.meta, "motion_gain", job, 0.0) if motion_gain is None else motion_gain
         self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
@@ -214,7 +248,17 @@ class Pipeline:
         crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
         return self.codes(crop[None])
 
-    def apply(self, photo: Photo, faces: list[Face], edit: LatentEdit) -> EditResult:
+    def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
+        """The expression of the photo's largest usable face, for transfer (LEED): its latent
+        displacement from its own neutral code ((1, latent_dim)), and its motion (a crop-space
+        flow in fractions of the side, see Edit): how the decoded neutral face moves into the
+        decoded face. Raises NoFaceError."""
+        z, zn = self.largest_face_codes(photo)
+        own, neutral = self.models.decode(np.concatenate([z, zn]).astype(np.float32))
+        return expression_displacement(z, zn), estimate_flow(neutral, own)
+
+    def apply(self, photo: Photo, faces: list[Face], edit: Edit | LatentEdit) -> EditResult:
+        edit = edit if isinstance(edit, Edit) else Edit(edit)
         aligned = [align_face(photo.rgb, f.landmarks, self.out_size) for f in faces]
         crops = np.stack([c for c, _ in aligned])
         if self.out_size != self.size:  # the encoder reads the same crop, area-averaged
@@ -223,7 +267,7 @@ class Pipeline:
         else:
             crops_in = crops
         z, zn = self.codes(crops_in)
-        z_edit = edit(z, zn)
+        z_edit = edit.codes(z, zn)
         strengthen = self.detail_region is not None and self.mouth_gain != 1
         codes = [z, _along(z, z_edit, self.face_gain)] + ([_along(z, z_edit, self.mouth_gain)] if strengthen else [])
         # Decode own and edited codes in one batch; only their difference reaches the photo.
@@ -235,15 +279,22 @@ class Pipeline:
         new = own + self.change_gain * (new - own)
         out = photo.rgb
         edits = []
+        flow = None
+        if edit.motion is not None and self.motion_gain:
+            flow = self.motion_gain * motion_pixels(edit.motion, self.out_size)
         for face, (crop, matrix), a, b in zip(faces, aligned, own, new):
             change = blend_change(crop, a, b, self.replace_level, detail_level=self.detail_level,
                                   fidelity=self.fidelity, detail_region=self.detail_region)
             out = apply_change(out, change.add, matrix, self.mask, change.replace, change.weight, crop,
                                change.detail_weight)
-            edits.append(FaceEdit(face, crop, change.on_crop(crop, self.mask), matrix))
+            edited = change.on_crop(crop, self.mask)
+            if flow is not None:  # the look first, then the motion carries it (and the photo) along
+                out = warp_photo(out, flow, matrix)
+                edited = np.clip(np.rint(follow_flow(edited, flow)), 0, 255).astype(np.uint8)
+            edits.append(FaceEdit(face, crop, edited, matrix))
         return EditResult(out, edits)
 
-    def run(self, photo: Photo, edit: LatentEdit, largest: bool = False) -> EditResult:
+    def run(self, photo: Photo, edit: Edit | LatentEdit, largest: bool = False) -> EditResult:
         faces, small = self.find_faces(photo, largest)
         result = self.apply(photo, faces, edit)
         result.skipped_small = small

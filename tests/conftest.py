@@ -35,6 +35,15 @@ def london_rgb(london_paths) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
+def shipped_models() -> Path:
+    """The committed models folder. The trained models are part of the product: their absence
+    is a failure, not a skip."""
+    from stoic_cli.models import find_model_dir
+
+    return find_model_dir(REPO / "models")
+
+
+@pytest.fixture(scope="session")
 def detector():
     """One MTCNN for every test (and for the CLI, see `cli_detector`)."""
     import torch

@@ -10,21 +10,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from stoic_cli.cli import app
-from stoic_cli.models import find_model_dir
 
 DATA = Path(__file__).parent / "data" / "london"
-MODELS = Path(__file__).resolve().parent.parent / "models"
 runner = CliRunner()
 
 
 def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def shipped_models() -> Path:
-    # The trained models are part of the product: their absence is a failure, not a skip.
-    return find_model_dir(MODELS)
 
 
 @pytest.fixture()

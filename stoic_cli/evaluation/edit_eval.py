@@ -213,22 +213,22 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
-    from stoic_cli.latent import expression_displacement, transfer_codes
+    from stoic_cli.latent import transfer_edit
 
     def advance(n: int = 1):
         for _ in range(n if tick else 0):
             tick()
 
     failures: list[dict] = []
-    refs = []  # (path, displacement, look)
+    refs = []  # (path, (displacement, motion), look)
     for path in references:
         try:
             photo = load_photo(path)
-            z, zn = pipeline.largest_face_codes(photo)
+            expression_of_ref = pipeline.reference_expression(photo)  # (displacement, motion)
         except Exception as exc:  # one unusable reference must not end the evaluation
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
-        refs.append((path, expression_displacement(z, zn), _look(photo.rgb, identity, expression)))
+        refs.append((path, expression_of_ref, _look(photo.rgb, identity, expression)))
     n_failed_refs = len(references) - len(refs)
 
     rows, thumbs, same_person = [], [], 0
@@ -242,7 +242,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             continue
         advance(n_failed_refs)
         look_in = None
-        for r, (ref_path, displacement, look_ref) in enumerate(refs):
+        for r, (ref_path, (displacement, motion), look_ref) in enumerate(refs):
             if _same_file(ref_path, in_path) or person_of(ref_path) == person_of(in_path):
                 same_person += 1
                 advance()
@@ -250,7 +250,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             if look_in is None:  # judged only once it is needed
                 look_in = _look(photo.rgb, identity, expression)
             try:
-                result = pipeline.apply(photo, faces, lambda z, zn, d=displacement: transfer_codes(zn, d, alpha))
+                result = pipeline.apply(photo, faces, transfer_edit(displacement, motion, alpha))
             except Exception as exc:
                 failures.append({"reference": str(ref_path), "input": str(in_path),
                                  "error": str(exc) or type(exc).__name__})
@@ -443,7 +443,7 @@ def evaluate_edit(pipeline, inputs: Sequence[str | Path], attribute: str, amount
 
 def _edit(pipeline, inputs, attribute, amounts, out_dir, identity, expression, known, tol, save_outputs,
           strip_rows, settings, tick) -> dict:
-    from stoic_cli.latent import edit_codes
+    from stoic_cli.latent import attribute_edit
 
     names = measure_names(attribute)
     rows, strips, failures = [], [], []
@@ -454,7 +454,7 @@ def _edit(pipeline, inputs, attribute, amounts, out_dir, identity, expression, k
             look_in = _look(photo.rgb, identity, expression)
             looks, saved = [], []
             for a in amounts:
-                result = pipeline.apply(photo, faces, lambda z, zn, a=a: edit_codes(z, known, {attribute: a}))
+                result = pipeline.apply(photo, faces, attribute_edit(known, {attribute: a}))
                 out = np.asarray(result.rgb, np.uint8)
                 looks.append(_look(out, identity, expression, box=look_in.box))
                 if save_outputs and out_dir is not None:
