@@ -151,15 +151,6 @@ def motion_pixels(motion: np.ndarray, size: int, limit: float = 0.08) -> np.ndar
     return (np.clip(field, -limit, limit) * size * face_mask(size)[..., None]).astype(np.float32)
 
 
-def follow_flow(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """`img` (crop-sized) with each pixel fetched from where `flow` (crop pixels) says it comes
-    from."""
-    n = img.shape[0]
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    return cv2.remap(np.ascontiguousarray(img, np.float32), xx + flow[..., 0], yy + flow[..., 1],
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
 def _along(z: np.ndarray, z_edit: np.ndarray, gain: float) -> np.ndarray:
     """The code `gain` times as far from `z` along the edit (`z_edit` itself at 1)."""
     return z_edit if gain == 1 else z + gain * (z_edit - z)
@@ -290,7 +281,7 @@ class Pipeline:
             edited = change.on_crop(crop, self.mask)
             if flow is not None:  # the look first, then the motion carries it (and the photo) along
                 out = warp_photo(out, flow, matrix)
-                edited = np.clip(np.rint(follow_flow(edited, flow)), 0, 255).astype(np.uint8)
+                edited = warp_photo(edited, flow, IDENTITY)
             edits.append(FaceEdit(face, crop, edited, matrix))
         return EditResult(out, edits)
 

@@ -11,7 +11,7 @@ import pytest
 
 from stoic_cli.latent import Attribute, attribute_motion, transfer_edit
 from stoic_cli.pasteback import face_mask, warp_photo
-from stoic_cli.pipeline import estimate_flow, follow_flow, motion_pixels
+from stoic_cli.pipeline import IDENTITY, estimate_flow, motion_pixels
 
 N = 128
 
@@ -39,11 +39,11 @@ def test_estimate_flow_finds_a_known_motion():
     assert np.abs(flow[:3]).max() == 0 and np.abs(flow[:, :3]).max() == 0
 
 
-def test_follow_flow_and_motion_pixels_agree_on_the_sign():
-    """Following the flow estimated between two crops turns the first into the second."""
+def test_warping_by_the_estimated_flow_and_motion_pixels_agree_on_the_sign():
+    """Warping a crop by the flow estimated between two crops turns the first into the second."""
     before = _texture(1)
     after = _shifted_down(before, 2)
-    moved = follow_flow(before, estimate_flow(before, after) * N)
+    moved = warp_photo(before, estimate_flow(before, after) * N, IDENTITY).astype(np.float32)
     c = (slice(50, 78), slice(50, 78))
     assert np.abs(moved[c] - after[c].astype(np.float32)).mean() < 0.4 * np.abs(
         before[c].astype(np.float32) - after[c]).mean()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stoic_cli.pipeline import estimate_flow
@@ -37,8 +38,6 @@ def motion_templates(crops, labels: list[dict], split: str = "train", datasets=S
                      size: int = TEMPLATE_SIZE) -> dict[str, tuple[np.ndarray, int]]:
     """attribute name -> (mean motion over people, (size, size, 2), fractions of the side; number
     of people)."""
-    import cv2
-
     by_person: dict = {}
     for r in labels:
         if r["split"] == split and r["dataset"] in datasets:
