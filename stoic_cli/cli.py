@@ -526,7 +526,8 @@ TorchDeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
 
 @train_app.command("run")
 def train_run(
-    stage: str = typer.Argument(..., help="vae | enhancer | neutralizer | attributes | all"),
+    stage: str = typer.Argument(..., help="classifier | vae | enhancer | neutralizer | attributes | all "
+                                          "(all trains the classifier only where expression_feature_weight is set)"),
     config: Optional[Path] = ConfigOpt,
     cache: Optional[Path] = CacheOpt,
     run: Optional[Path] = RunOpt,
@@ -541,8 +542,10 @@ def train_run(
     cfg = _train_config(config, cache, run, set_)
     dev = trainer.device_for(device)
     stages = ["vae", "enhancer", "neutralizer", "attributes"] if stage == "all" else [stage]
-    funcs = {"vae": trainer.train_vae, "enhancer": trainer.train_enhancer,
-             "neutralizer": trainer.train_neutralizer}
+    if stage == "all" and cfg.expression_feature_weight:
+        stages.insert(0, "classifier")
+    funcs = {"classifier": trainer.train_classifier, "vae": trainer.train_vae,
+             "enhancer": trainer.train_enhancer, "neutralizer": trainer.train_neutralizer}
     for s in stages:
         if s == "attributes":
             from stoic_cli.train.attributes import fit_attributes
@@ -553,7 +556,7 @@ def train_run(
             with Progress(console=err, transient=True) as progress:
                 path = funcs[s](cfg, dev, progress)
         else:
-            err.print(f"[red]error:[/] unknown stage {s!r}: vae, enhancer, neutralizer, attributes or all")
+            err.print(f"[red]error:[/] unknown stage {s!r}: classifier, vae, enhancer, neutralizer, attributes or all")
             raise typer.Exit(2)
         out.print(f"{s}: {path}")
 

@@ -71,3 +71,15 @@ def cli_detector(monkeypatch, detector):
 
     monkeypatch.setattr(stoic_cli.detection, "FaceDetector", lambda *a, **k: detector)
     return detector
+
+
+def write_cache(folder: Path, crops: list, rows: list[dict]) -> Path:
+    """A training cache as `stoic data prepare` writes it (crops.npy, labels.csv), for toy data."""
+    import csv
+
+    np.save(folder / "crops.npy", np.stack(crops))
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return folder

@@ -2,7 +2,6 @@
 carrying it with an edit, and moving the photo's own pixels with it."""
 from __future__ import annotations
 
-import csv
 import json
 
 import cv2
@@ -12,6 +11,7 @@ import pytest
 from stoic_cli.latent import Attribute, attribute_motion, transfer_edit
 from stoic_cli.pasteback import face_mask, warp_photo
 from stoic_cli.pipeline import IDENTITY, estimate_flow, motion_pixels
+from tests.conftest import write_cache
 
 N = 128
 
@@ -83,12 +83,7 @@ def _toy_cache(tmp_path, people: int = 3):
             rows.append({"row": len(crops), "dataset": "taiwanese", "person": f"p{p}", "expression": expr,
                          "age": -1, "gender": "", "view": 1, "split": "train", "source": f"x/{p}{expr}.jpg"})
             crops.append(img)
-    np.save(tmp_path / "crops.npy", np.stack(crops))
-    with open(tmp_path / "labels.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return tmp_path
+    return write_cache(tmp_path, crops, rows)
 
 
 def test_motion_templates_from_a_toy_cache(tmp_path):

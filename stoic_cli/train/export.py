@@ -89,6 +89,49 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
     return written
 
 
+def import_onnx_vae(models_dir: str | Path, logvar: float = -4.0) -> tuple[nets.Encoder, nets.Decoder]:
+    """The encoder and decoder of an exported models folder as PyTorch modules, to fine-tune a
+    shipped model when its training checkpoint is not at hand. The exporter folds the encoder's
+    batch norms into its convolutions and keeps only the mean head, so the encoder comes back
+    without batch norm (the same function) and with a variance head that says `logvar`
+    everywhere; the decoder comes back exactly."""
+    import onnx
+    from onnx import numpy_helper
+
+    def fill(module: nn.Module, path: Path, skip: tuple[nn.Module, ...] = ()) -> None:
+        graph = onnx.load(str(path)).graph
+        init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        layers = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "BatchNormalization")]
+        targets = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear,
+                                                                  nn.BatchNorm2d)) and m not in skip]
+        if len(layers) != len(targets):
+            raise ValueError(f"{path} has {len(layers)} layers with weights, the network {len(targets)}")
+        for node, m in zip(layers, targets):
+            arrays = [torch.from_numpy(init[i].copy()) for i in node.input[1:] if i in init]
+            if isinstance(m, nn.BatchNorm2d):
+                names = ("weight", "bias", "running_mean", "running_var")
+            else:
+                names = ("weight", "bias")
+                if node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
+                    arrays[0] = arrays[0].t()
+            if len(arrays) > len(names) or (m.bias is None and not isinstance(m, nn.BatchNorm2d) and len(arrays) > 1):
+                raise ValueError(f"{path}: {node.op_type} {node.name} does not fit {m}")
+            for name, value in zip(names, arrays):
+                target = getattr(m, name)
+                if target.shape != value.shape:
+                    raise ValueError(f"{path}: {node.op_type} {node.name} {name} {tuple(value.shape)} "
+                                     f"vs {tuple(target.shape)}")
+                target.data.copy_(value)
+
+    models_dir = Path(models_dir)
+    enc, dec = nets.Encoder(batchnorm=False), nets.Decoder()
+    fill(enc, models_dir / "encoder.onnx", skip=(enc.logvar,))
+    nn.init.zeros_(enc.logvar.weight)
+    nn.init.constant_(enc.logvar.bias, logvar)
+    fill(dec, models_dir / "decoder.onnx")
+    return enc.eval(), dec.eval()
+
+
 def max_onnx_difference(run: str | Path, model_dir: str | Path, crops: np.ndarray) -> dict[str, float]:
     """Largest absolute difference between PyTorch and ONNX Runtime on real crops, per network."""
     from stoic_cli.runtime import OnnxModel

@@ -28,17 +28,20 @@ def _up(cin: int, cout: int) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """128x128x3 -> (mu, logvar), each LATENT_DIM. Inference uses mu."""
+    """128x128x3 -> (mu, logvar), each LATENT_DIM. Inference uses mu.
 
-    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 32):
+    `batchnorm=False` is the same network with each batch norm folded into its convolution's
+    bias, as ONNX export leaves it: the form a shipped encoder is fine-tuned in (`vae_init`)."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 32, batchnorm: bool = True):
         super().__init__()
-        w = width
+        w, bn = width, batchnorm
         self.features = nn.Sequential(
             _down(3, w, norm=False),  # 64
-            _down(w, 2 * w),  # 32
-            _down(2 * w, 4 * w),  # 16
-            _down(4 * w, 8 * w),  # 8
-            _down(8 * w, 8 * w),  # 4
+            _down(w, 2 * w, bn),  # 32
+            _down(2 * w, 4 * w, bn),  # 16
+            _down(4 * w, 8 * w, bn),  # 8
+            _down(8 * w, 8 * w, bn),  # 4
         )
         self.mu = nn.Linear(8 * w * 16, latent_dim)
         self.logvar = nn.Linear(8 * w * 16, latent_dim)
@@ -119,6 +122,39 @@ class Neutralizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc(z)
+
+
+EXPRESSIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+
+
+class ExpressionClassifier(nn.Module):
+    """Which of the seven basic expressions a 128x128 face shows. Trained on the labelled sets
+    (training people only) and then frozen: its features are the VAE's expression-aware
+    perceptual loss (no pretrained VGG exists offline), so that reconstructions keep what tells
+    expressions apart (mouth corners, cheeks, brows) rather than only what L1 and SSIM see."""
+
+    def __init__(self, classes: int = len(EXPRESSIONS), width: int = 32):
+        super().__init__()
+        w = width
+        self.layers = nn.ModuleList([
+            _down(3, w, norm=False),  # 64
+            _down(w, 2 * w),  # 32
+            _down(2 * w, 4 * w),  # 16
+            _down(4 * w, 8 * w),  # 8
+        ])
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(8 * w, classes))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Intermediate maps, then the logits."""
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        feats.append(self.head(x.mean((2, 3))))
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)[-1]
 
 
 class Critic(nn.Module):

@@ -5,6 +5,8 @@
                   (1 - W_g) L_rec2 + W_g L_gan against an LSGAN critic that sees real images,
                   decoder outputs and enhancer outputs (StoicNet eq. 6), plus the critic's
                   feature matching as the learned perceptual term (Larsen et al.)
+  0. classifier   (only with expression_feature_weight) an expression classifier on the labelled
+                  sets, frozen afterwards: its features are the VAE's expression-aware perceptual loss
   3. neutralizer  one dense layer on the frozen encoder's codes, trained on (expressive,
                   neutral) photos of the same person: || E(x_n) - Ntr(E(x_e)) ||^2
 
@@ -41,6 +43,17 @@ class TrainConfig:
     kl_ramp_steps: int = 1500
     ssim_weight: float = 0.5
     expression_weight: float = 0.0  # extra reconstruction weight on mouth, eyes and brows
+    # Expression-aware perceptual loss (0 = off): L1 between the frozen expression classifier's
+    # features (each layer normalised by the photo's mean magnitude) of reconstruction and photo.
+    expression_feature_weight: float = 0.0
+    classifier_steps: int = 3000
+    classifier_lr: float = 1e-3
+    classifier_batch_size: int = 64
+    # A models folder (encoder.onnx, decoder.onnx) to start the VAE from instead of from scratch;
+    # its encoder has batch norm folded into the convolutions and only the mean head, so the
+    # variance head starts at `vae_init_logvar` everywhere.
+    vae_init: str = ""
+    vae_init_logvar: float = -4.0
     enhancer_steps: int = 1500
     enhancer_warmup_steps: int = 400  # reconstruction only ("extension of the decoder")
     enhancer_lr: float = 5e-4
@@ -199,7 +212,8 @@ def load_vae(run: Path, device: torch.device) -> tuple[nets.Encoder, nets.Decode
     state = _load(run / "vae.pt", device)
     if state is None:
         raise FileNotFoundError(f"{run / 'vae.pt'} not found: train the vae stage first")
-    enc, dec = nets.Encoder().to(device), nets.Decoder().to(device)
+    enc = nets.Encoder(batchnorm=state.get("encoder_batchnorm", True)).to(device)
+    dec = nets.Decoder().to(device)
     enc.load_state_dict(state["encoder"])
     dec.load_state_dict(state["decoder"])
     return enc.eval(), dec.eval()
@@ -208,11 +222,21 @@ def load_vae(run: Path, device: torch.device) -> tuple[nets.Encoder, nets.Decode
 def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     run = _setup(cfg)
     sampler = make_sampler(cfg)
-    enc, dec = nets.Encoder().to(device), nets.Decoder().to(device)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.vae_lr)
     step = 0
     ckpt = run / "vae.pt"
     state = _load(ckpt, device)
+    if state:
+        enc = nets.Encoder(batchnorm=state.get("encoder_batchnorm", True))
+        dec = nets.Decoder()
+    elif cfg.vae_init:
+        from stoic_cli.train.export import import_onnx_vae
+        enc, dec = import_onnx_vae(cfg.vae_init, logvar=cfg.vae_init_logvar)
+    else:
+        enc, dec = nets.Encoder(), nets.Decoder()
+    enc, dec = enc.to(device), dec.to(device)
+    batchnorm = any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.vae_lr)
+    classifier = load_classifier(run, device) if cfg.expression_feature_weight else None
     if state:
         enc.load_state_dict(state["encoder"])
         dec.load_state_dict(state["decoder"])
@@ -223,6 +247,8 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     weight = face_weight(device, expression=cfg.expression_weight)
     enc.train(), dec.train()
     start, acc = time.time(), {"l1": 0.0, "ssim": 0.0, "kl": 0.0}
+    if classifier is not None:
+        acc["expression"] = 0.0
     task = progress.add_task("vae", total=cfg.vae_steps, completed=step) if progress else None
     while step < cfg.vae_steps and not _time_up(start, cfg):
         # Cosine decay of the learning rate over the stage's steps.
@@ -237,6 +263,10 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         kl = nets.kl_divergence(mu, logvar)
         kl_w = cfg.kl_weight * min(1.0, step / max(1, cfg.kl_ramp_steps))
         loss = l1 + cfg.ssim_weight * ss + kl_w * kl
+        if classifier is not None:
+            expr = expression_feature_loss(classifier, y, x)
+            loss = loss + cfg.expression_feature_weight * expr
+            acc["expression"] += expr.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -250,8 +280,134 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         if progress:
             progress.update(task, completed=step)
         if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
-            _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step)
-    _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step)
+            _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
+                  encoder_batchnorm=batchnorm)
+    _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
+          encoder_batchnorm=batchnorm)
+    return ckpt
+
+
+def expression_feature_loss(classifier: nets.ExpressionClassifier, y: torch.Tensor,
+                            x: torch.Tensor) -> torch.Tensor:
+    """Mean over the classifier's layers (and logits) of the L1 between its features of the
+    reconstruction `y` and of the photo `x`, each layer divided by the photo's mean magnitude
+    there so that every layer counts alike."""
+    with torch.no_grad():
+        target = classifier.features(x)
+    got = classifier.features(y)
+    return sum((a - b).abs().mean() / (b.abs().mean() + 1e-6) for a, b in zip(got, target)) / len(got)
+
+
+def expression_rows(labels: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of one split whose expression is one of the seven basic ones, and its index."""
+    index = {e: i for i, e in enumerate(nets.EXPRESSIONS)}
+    keep = [r for r in labels if r["split"] == split and r["expression"] in index]
+    return (np.array([r["row"] for r in keep], dtype=np.int64),
+            np.array([index[r["expression"]] for r in keep], dtype=np.int64))
+
+
+def _jitter(x: torch.Tensor, shift: int = 6) -> torch.Tensor:
+    """Random shifts of up to `shift` px and brightness/contrast changes: alignment and light
+    vary between photos, expressions should not be read off them."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (shift,) * 4, mode="replicate")
+    dx, dy = torch.randint(0, 2 * shift + 1, (2, n)).tolist()
+    x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    gain = 1 + 0.4 * (torch.rand(n, 1, 1, 1, device=x.device) - 0.5)
+    bias = 0.2 * (torch.rand(n, 1, 1, 1, device=x.device) - 0.5)
+    return (x * gain + bias).clamp(-1, 1)
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier: nets.ExpressionClassifier, crops: np.ndarray, rows: np.ndarray,
+                        classes: np.ndarray, device: torch.device) -> tuple[float, float]:
+    """Accuracy and balanced accuracy (mean recall over the classes present)."""
+    classifier.eval()
+    pred = []
+    for i in range(0, len(rows), 128):
+        pred.append(classifier(to_tensor(np.asarray(crops[rows[i:i + 128]]), device)).argmax(1).cpu().numpy())
+    pred = np.concatenate(pred)
+    recalls = [float((pred[classes == c] == c).mean()) for c in np.unique(classes)]
+    return float((pred == classes).mean()), float(np.mean(recalls))
+
+
+def load_classifier(run: Path, device: torch.device) -> nets.ExpressionClassifier:
+    state = _load(run / "classifier.pt", device)
+    if state is None:
+        raise FileNotFoundError(f"{run / 'classifier.pt'} not found: train the classifier stage first "
+                                f"(expression_feature_weight needs it)")
+    classifier = nets.ExpressionClassifier().to(device)
+    classifier.load_state_dict(state["best"])
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    return classifier.eval()
+
+
+def train_classifier(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
+    """The expression classifier behind `expression_feature_weight`: class-balanced batches of
+    the training people's labelled photos, flipped and jittered; the weights kept are those with
+    the best balanced accuracy on the validation people."""
+    run = _setup(cfg)
+    crops, labels = load_cache(cfg.cache)
+    rows, classes = expression_rows(labels, "train")
+    if len(np.unique(classes)) < 2:
+        raise ValueError("the classifier needs photos of at least two expressions in the training split")
+    val_rows, val_classes = expression_rows(labels, "val")
+    if len(val_rows) == 0:
+        val_rows, val_classes = rows, classes  # tiny caches (tests) may hold no validation people
+    p = 1.0 / np.bincount(classes)[classes]  # every expression drawn equally often
+    p /= p.sum()
+    classifier = nets.ExpressionClassifier().to(device)
+    opt = torch.optim.Adam(classifier.parameters(), lr=cfg.classifier_lr)
+    step, best, best_state = 0, -1.0, None
+    ckpt = run / "classifier.pt"
+    state = _load(ckpt, device)
+    if state:
+        classifier.load_state_dict(state["classifier"]); opt.load_state_dict(state["opt"])
+        step, best, best_state = state["step"], state["best_accuracy"], state["best"]
+    rng = np.random.default_rng(cfg.seed + step)
+    log = CsvLog(run / "classifier_log.csv")
+    start, acc = time.time(), {"loss": 0.0, "train_accuracy": 0.0}
+    task = progress.add_task("classifier", total=cfg.classifier_steps, completed=step) if progress else None
+
+    def save():
+        _save(ckpt, classifier=classifier.state_dict(), opt=opt.state_dict(), step=step, best=best_state,
+              best_accuracy=best, expressions=list(nets.EXPRESSIONS))
+
+    while step < cfg.classifier_steps and not _time_up(start, cfg):
+        lr = cfg.classifier_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.classifier_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        pick = np.sort(rng.choice(len(rows), size=cfg.classifier_batch_size, p=p))
+        batch = np.asarray(crops[rows[pick]])
+        flip = rng.random(len(pick)) < 0.5
+        batch[flip] = batch[flip, :, ::-1]
+        x = _jitter(to_tensor(batch, device))
+        target = torch.from_numpy(classes[pick]).to(device)
+        classifier.train()
+        logits = classifier(x)
+        loss = F.cross_entropy(logits, target, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc["loss"] += loss.item()
+        acc["train_accuracy"] += (logits.argmax(1) == target).float().mean().item()
+        if step % cfg.checkpoint_every == 0 or step == cfg.classifier_steps:
+            val_acc, val_bal = classifier_accuracy(classifier, crops, val_rows, val_classes, device)
+            if val_bal > best:
+                best, best_state = val_bal, {k: v.clone() for k, v in classifier.state_dict().items()}
+            n = step % cfg.checkpoint_every or cfg.checkpoint_every
+            log.write({"step": step, "seconds": round(time.time() - start, 1), "lr": round(lr, 6),
+                       **{k: round(v / n, 5) for k, v in acc.items()},
+                       "val_accuracy": round(val_acc, 4), "val_balanced_accuracy": round(val_bal, 4)})
+            acc = dict.fromkeys(acc, 0.0)
+            save()
+        if progress:
+            progress.update(task, completed=step)
+    if best_state is None:  # stopped by max_minutes before the first evaluation
+        best_state = {k: v.clone() for k, v in classifier.state_dict().items()}
+    save()
     return ckpt
 
 

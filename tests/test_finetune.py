@@ -1,0 +1,120 @@
+"""Fine-tuning a shipped VAE with the expression-aware perceptual loss: importing the ONNX
+networks back into PyTorch, the expression classifier stage, and the VAE stage that uses both.
+A synthetic cache stands in for the datasets, so these run everywhere (CI too)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from stoic_cli.runtime import OnnxModel
+from stoic_cli.train import nets, trainer
+from stoic_cli.train.export import import_onnx_vae
+from tests.conftest import write_cache
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def toy_cache(tmp_path_factory):
+    """Two 'expressions' anyone can tell apart (a dark or a bright lower half), two people each
+    in train and val."""
+    root = tmp_path_factory.mktemp("toy_cache")
+    rng = np.random.default_rng(0)
+    crops, rows = [], []
+    for split, people in (("train", ("a", "b")), ("val", ("c", "d"))):
+        for person in people:
+            for expression, level in (("neutral", 40), ("happiness", 215)):
+                for view in range(6):
+                    img = rng.integers(90, 160, (128, 128, 3)).astype(np.uint8)
+                    img[64:] = np.clip(img[64:].astype(int) - 125 + level, 0, 255)
+                    rows.append({"row": len(crops), "dataset": "taiwanese", "person": person,
+                                 "expression": expression, "age": -1, "gender": "", "view": view,
+                                 "split": split, "source": f"{person}_{expression}_{view}.jpg"})
+                    crops.append(img)
+    return write_cache(root, crops, rows)
+
+
+def test_shipped_vae_imports_as_the_same_function(shipped_models):
+    enc, dec = import_onnx_vae(shipped_models)
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 3, 128, 128)).astype(np.float32)
+    z_onnx = OnnxModel(shipped_models / "encoder.onnx", device="cpu")(x)
+    y_onnx = OnnxModel(shipped_models / "decoder.onnx", device="cpu")(z_onnx)
+    with torch.no_grad():
+        mu, logvar = enc(torch.from_numpy(x))
+        y = dec(torch.from_numpy(z_onnx))
+    assert np.abs(mu.numpy() - z_onnx).max() < 1e-4
+    assert np.abs(y.numpy() - y_onnx).max() < 1e-4
+    assert torch.all(logvar == -4.0)  # the exporter dropped the variance head
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
+
+
+def test_import_refuses_networks_of_another_shape(tmp_path, shipped_models):
+    import shutil
+    shutil.copy(shipped_models / "decoder.onnx", tmp_path / "encoder.onnx")  # a decoder posing as encoder
+    shutil.copy(shipped_models / "decoder.onnx", tmp_path / "decoder.onnx")
+    with pytest.raises(ValueError):
+        import_onnx_vae(tmp_path)
+
+
+def test_expression_feature_loss_is_zero_only_for_the_same_image():
+    torch.manual_seed(0)
+    classifier = nets.ExpressionClassifier().eval()
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    assert trainer.expression_feature_loss(classifier, x, x).item() == 0.0
+    y = x.clone()
+    y[:, :, 80:] = -y[:, :, 80:]
+    assert trainer.expression_feature_loss(classifier, y, x).item() > 0.05
+
+
+@pytest.fixture(scope="module")
+def finetuned(toy_cache, tmp_path_factory, shipped_models):
+    run = tmp_path_factory.mktemp("finetune_run")
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(run), batch_size=4, vae_steps=2, vae_lr=0.0,
+                              classifier_steps=60, classifier_batch_size=16, classifier_lr=3e-3,
+                              expression_feature_weight=1.0, vae_init=str(shipped_models),
+                              kl_ramp_steps=0, checkpoint_every=30, log_every=1, threads=1,
+                              oversample={})
+    trainer.train_classifier(cfg, CPU)
+    trainer.train_vae(cfg, CPU)
+    return cfg, run
+
+
+def test_classifier_learns_and_keeps_its_best_weights(finetuned, toy_cache):
+    cfg, run = finetuned
+    with open(run / "classifier_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [30, 60]
+    state = torch.load(run / "classifier.pt", map_location="cpu", weights_only=False)
+    assert state["best_accuracy"] == max(float(r["val_balanced_accuracy"]) for r in log)
+    classifier = trainer.load_classifier(run, CPU)
+    crops = np.load(toy_cache / "crops.npy")
+    rows, classes = trainer.expression_rows(trainer.load_cache(toy_cache)[1], "val")
+    accuracy, balanced = trainer.classifier_accuracy(classifier, crops, rows, classes, CPU)
+    assert balanced > 0.9, balanced  # the two toy expressions are easy; people c and d are unseen
+
+
+def test_vae_finetune_starts_from_the_shipped_encoder(finetuned, shipped_models, toy_cache):
+    cfg, run = finetuned
+    with open(run / "vae_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert len(log) == 2 and float(log[0]["expression"]) > 0
+    enc, _ = trainer.load_vae(run, CPU)  # rebuilt without batch norm, as it was saved
+    x = (np.load(toy_cache / "crops.npy")[:2].astype(np.float32) / 127.5 - 1).transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        mu = enc(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
+    shipped = OnnxModel(shipped_models / "encoder.onnx", device="cpu")(np.ascontiguousarray(x))
+    assert np.abs(mu - shipped).max() < 1e-4  # learning rate 0: still the shipped encoder
+
+
+def test_vae_finetune_resumes_and_needs_its_classifier(finetuned, tmp_path):
+    cfg, run = finetuned
+    more = dataclasses.replace(cfg, vae_steps=3)
+    trainer.train_vae(more, CPU)
+    assert torch.load(run / "vae.pt", map_location="cpu", weights_only=False)["step"] == 3
+    elsewhere = dataclasses.replace(cfg, run=str(tmp_path / "no_classifier"))
+    with pytest.raises(FileNotFoundError, match="classifier"):
+        trainer.train_vae(elsewhere, CPU)
