@@ -547,16 +547,20 @@ def train_run(
     funcs = {"classifier": trainer.train_classifier, "vae": trainer.train_vae,
              "enhancer": trainer.train_enhancer, "neutralizer": trainer.train_neutralizer}
     for s in stages:
-        if s == "attributes":
-            from stoic_cli.train.attributes import fit_attributes
-            from stoic_cli.train.motion import add_motion
-            path = fit_attributes(cfg, dev)
-            add_motion(path, cfg.cache)
-        elif s in funcs:
-            with Progress(console=err, transient=True) as progress:
-                path = funcs[s](cfg, dev, progress)
-        else:
+        if s not in funcs and s != "attributes":
             err.print(f"[red]error:[/] unknown stage {s!r}: classifier, vae, enhancer, neutralizer, attributes or all")
+            raise typer.Exit(2)
+        try:
+            if s == "attributes":
+                from stoic_cli.train.attributes import fit_attributes
+                from stoic_cli.train.motion import add_motion
+                path = fit_attributes(cfg, dev)
+                add_motion(path, cfg.cache)
+            else:
+                with Progress(console=err, transient=True) as progress:
+                    path = funcs[s](cfg, dev, progress)
+        except (FileNotFoundError, ValueError) as exc:  # a missing input or a mismatched checkpoint
+            err.print(f"[red]error:[/] {s}: {exc}")
             raise typer.Exit(2)
         out.print(f"{s}: {path}")
 

@@ -118,3 +118,15 @@ def test_vae_finetune_resumes_and_needs_its_classifier(finetuned, tmp_path):
     elsewhere = dataclasses.replace(cfg, run=str(tmp_path / "no_classifier"))
     with pytest.raises(FileNotFoundError, match="classifier"):
         trainer.train_vae(elsewhere, CPU)
+
+
+def test_cli_says_which_vae_init_files_are_missing(toy_cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from stoic_cli.cli import app
+
+    result = CliRunner().invoke(app, ["train", "run", "vae", "--cache", str(toy_cache), "--run", str(tmp_path / "run"),
+                                      "--set", f"vae_init={tmp_path / 'nowhere'}", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "encoder.onnx" in result.output and "nowhere" in result.output
+    assert not (tmp_path / "run" / "vae.pt").exists()

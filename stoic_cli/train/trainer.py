@@ -230,6 +230,10 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         dec = nets.Decoder()
     elif cfg.vae_init:
         from stoic_cli.train.export import import_onnx_vae
+        missing = [n for n in ("encoder.onnx", "decoder.onnx") if not (Path(cfg.vae_init) / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"vae_init: {cfg.vae_init} has no {' or '.join(missing)} (a models folder to "
+                                    f"start from; for v4, v3's files: see models/README.md)")
         enc, dec = import_onnx_vae(cfg.vae_init, logvar=cfg.vae_init_logvar)
     else:
         enc, dec = nets.Encoder(), nets.Decoder()
