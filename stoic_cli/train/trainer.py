@@ -1,12 +1,12 @@
 """StoicNet's training stages, each resumable from its checkpoint and logging its losses.
 
+  0. classifier   (only with expression_feature_weight) an expression classifier on the labelled
+                  sets, frozen afterwards: its features are the VAE's expression-aware perceptual loss
   1. vae          encoder + decoder: L1 + SSIM reconstruction + KL (weight ramped up from 0)
   2. enhancer     first as an extension of the decoder (reconstruction only), then
                   (1 - W_g) L_rec2 + W_g L_gan against an LSGAN critic that sees real images,
                   decoder outputs and enhancer outputs (StoicNet eq. 6), plus the critic's
                   feature matching as the learned perceptual term (Larsen et al.)
-  0. classifier   (only with expression_feature_weight) an expression classifier on the labelled
-                  sets, frozen afterwards: its features are the VAE's expression-aware perceptual loss
   3. neutralizer  one dense layer on the frozen encoder's codes, trained on (expressive,
                   neutral) photos of the same person: || E(x_n) - Ntr(E(x_e)) ||^2
 
