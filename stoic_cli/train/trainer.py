@@ -118,12 +118,16 @@ class ImageSampler:
         self.p = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, n: int) -> np.ndarray:
-        idx = np.sort(self.rng.choice(self.rows, size=n, p=self.p))
-        batch = np.asarray(self.crops[idx])
+    def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch, and the positions in `rows` it was drawn from (for their labels)."""
+        pos = np.sort(self.rng.choice(len(self.rows), size=n, p=self.p))
+        batch = np.asarray(self.crops[self.rows[pos]])
         flip = self.rng.random(n) < 0.5
         batch[flip] = batch[flip, :, ::-1]
-        return batch
+        return batch, pos
+
+    def __call__(self, n: int) -> np.ndarray:
+        return self.draw(n)[0]
 
 
 def make_sampler(cfg: TrainConfig, split: str = "train", cache: str | None = None) -> ImageSampler:
@@ -359,8 +363,6 @@ def train_classifier(cfg: TrainConfig, device: torch.device, progress=None) -> P
     val_rows, val_classes = expression_rows(labels, "val")
     if len(val_rows) == 0:
         val_rows, val_classes = rows, classes  # tiny caches (tests) may hold no validation people
-    p = 1.0 / np.bincount(classes)[classes]  # every expression drawn equally often
-    p /= p.sum()
     classifier = nets.ExpressionClassifier().to(device)
     opt = torch.optim.Adam(classifier.parameters(), lr=cfg.classifier_lr)
     step, best, best_state = 0, -1.0, None
@@ -369,7 +371,8 @@ def train_classifier(cfg: TrainConfig, device: torch.device, progress=None) -> P
     if state:
         classifier.load_state_dict(state["classifier"]); opt.load_state_dict(state["opt"])
         step, best, best_state = state["step"], state["best_accuracy"], state["best"]
-    rng = np.random.default_rng(cfg.seed + step)
+    # every expression drawn equally often
+    sampler = ImageSampler(crops, rows, 1.0 / np.bincount(classes)[classes], cfg.seed + step)
     log = CsvLog(run / "classifier_log.csv")
     start, acc = time.time(), {"loss": 0.0, "train_accuracy": 0.0}
     task = progress.add_task("classifier", total=cfg.classifier_steps, completed=step) if progress else None
@@ -382,10 +385,7 @@ def train_classifier(cfg: TrainConfig, device: torch.device, progress=None) -> P
         lr = cfg.classifier_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.classifier_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        pick = np.sort(rng.choice(len(rows), size=cfg.classifier_batch_size, p=p))
-        batch = np.asarray(crops[rows[pick]])
-        flip = rng.random(len(pick)) < 0.5
-        batch[flip] = batch[flip, :, ::-1]
+        batch, pick = sampler.draw(cfg.classifier_batch_size)
         x = _jitter(to_tensor(batch, device))
         target = torch.from_numpy(classes[pick]).to(device)
         classifier.train()
