@@ -12,7 +12,7 @@ import numpy as np
 from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
-from stoic_cli.latent import Edit, LatentEdit, expression_displacement
+from stoic_cli.latent import Edit, LatentEdit, expression_displacement, take_back_pull
 from stoic_cli.models import FaceModels
 from stoic_cli.pasteback import apply_change, face_mask, region_mask, warp_photo
 
@@ -188,6 +188,10 @@ class Pipeline:
       people's average face, not away from the expression, so it is followed only partly.
     - `motion_gain`: per job like `face_gain`; how much of an Edit's motion moves the photo's
       own pixels (1: as asked, 0: off, the decoded change alone).
+    - `neutral_correction`: per job like `face_gain`; how much of the neutralizer's pull on
+      already neutral faces is taken back from the faces' neutral codes (see take_back_pull;
+      0: the neutralizer's code as is). A transfer reference's displacement always uses the
+      plain neutral code.
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
@@ -199,11 +203,13 @@ class Pipeline:
                  change_gain: float | None = None, detail_level: float | None = None,
                  fidelity: float | None = None, mouth_gain: float | None = None,
                  face_gain: float | None = None, motion_gain: float | None = None,
-                 job: str | None = None):
+                 neutral_correction: float | None = None, job: str | None = None):
         self.models = models
         self.mouth_gain = float(models.meta.get("mouth_gain", 1.0)) if mouth_gain is None else mouth_gain
         self.face_gain = _per_job(models.meta, "face_gain", job, 1.0) if face_gain is None else face_gain
         self.motion_gain = _per_job(models.meta, "motion_gain", job, 0.0) if motion_gain is None else motion_gain
+        self.neutral_correction = (_per_job(models.meta, "neutral_correction", job, 0.0)
+                                   if neutral_correction is None else neutral_correction)
         self.detail_level = float(models.meta.get("detail_level") or 16.0) if detail_level is None else detail_level
         self.fidelity = float(models.meta.get("fidelity", 1.0)) if fidelity is None else fidelity
         self.replace_level = float(models.meta.get("replace_level", 24.0)) if replace_level is None else replace_level
@@ -228,23 +234,33 @@ class Pipeline:
             usable = usable[:1]
         return usable, len(small)
 
-    def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def codes(self, crops: np.ndarray, correction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Own and neutral codes; `correction` (default: the job's `neutral_correction`) takes
+        back that much of the neutralizer's pull on neutral faces."""
         z = self.models.encode(crops)
-        return z, self.models.neutralize(z)
+        zn = self.models.neutralize(z)
+        correction = self.neutral_correction if correction is None else correction
+        if correction:
+            zn = take_back_pull(zn, self.models.neutralize(zn), correction)
+        return z, zn
 
-    def largest_face_codes(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
-        """Own and neutral code (each (1, latent_dim)) of the photo's largest usable face, e.g. a
-        transfer reference's. Raises NoFaceError."""
+    def largest_face_codes(self, photo: Photo, correction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Own and neutral code (each (1, latent_dim)) of the photo's largest usable face.
+        Raises NoFaceError."""
         faces, _ = self.find_faces(photo, largest=True)
         crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
-        return self.codes(crop[None])
+        return self.codes(crop[None], correction)
 
     def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """The expression of the photo's largest usable face, for transfer (LEED): its latent
         displacement from its own neutral code ((1, latent_dim)), and its motion (a crop-space
         flow in fractions of the side, see Edit): how the decoded neutral face moves into the
-        decoded face. Raises NoFaceError."""
-        z, zn = self.largest_face_codes(photo)
+        decoded face. Raises NoFaceError.
+
+        The plain neutral code: taking the neutralizer's pull back here too would also shrink
+        the expression the displacement carries (on validation pairs 54 % instead of 71 % of
+        transfers reached 70 % of the reference's smile, both at motion gain 1)."""
+        z, zn = self.largest_face_codes(photo, correction=0.0)
         own, neutral = self.models.decode(np.concatenate([z, zn]).astype(np.float32))
         return expression_displacement(z, zn), estimate_flow(neutral, own)
 

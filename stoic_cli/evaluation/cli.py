@@ -112,7 +112,8 @@ def _judges():
 def _settings(pipe, **extra) -> dict:
     """What a report records about how it was made."""
     return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity,
-            "mouth_gain": pipe.mouth_gain, "face_gain": pipe.face_gain, "motion_gain": pipe.motion_gain}
+            "mouth_gain": pipe.mouth_gain, "face_gain": pipe.face_gain, "motion_gain": pipe.motion_gain,
+            "neutral_correction": pipe.neutral_correction}
 
 
 def _wrote(*paths: Path) -> None:

@@ -1,0 +1,44 @@
+"""Lists the closed-mouth smiles used as extra transfer references on validation people
+(models/README.md, Results item 17): LFW validation people's 'happiness' photos where
+MediaPipe reads a smile >= 0.5 with jawOpen < 0.08 on the photo itself, one photo per person
+(the strongest smile), every 4th person by smile strength, 12 in all. Needs the eval extra,
+../shared/datasets and the training cache (it holds the person splits).
+
+Usage: python scripts/closed_smile_references.py [--cache cache] [--datasets ../shared/datasets]
+Prints one path per line; pair them with the Taiwanese validation neutral photos
+(`stoic data pairs --split val`) in `stoic eval transfer --refs ... --inputs ...`."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from stoic_cli.evaluation.judges import ExpressionJudge, smile
+from stoic_cli.images import load_photo
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default="cache")
+    ap.add_argument("--datasets", default="../shared/datasets")
+    ap.add_argument("--count", type=int, default=12)
+    args = ap.parse_args()
+    with open(Path(args.cache) / "labels.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "lfw_expressions" and r["split"] == "val"
+                and r["expression"] == "happiness"]
+    best: dict[str, tuple[float, str]] = {}
+    with ExpressionJudge() as judge:
+        for r in rows:
+            path = str(Path(args.datasets) / r["source"])
+            bs = judge.blendshapes(load_photo(path).rgb)
+            if not bs or smile(bs) < 0.5 or bs["jawOpen"] >= 0.08:
+                continue
+            if r["person"] not in best or smile(bs) > best[r["person"]][0]:
+                best[r["person"]] = (smile(bs), path)
+    ranked = sorted(best.values(), key=lambda t: -t[0])
+    for _, path in ranked[::4][:args.count]:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Latent transforms: the neutral code with the neutralizer's pull taken back, and how the
+transfer job wires it (inputs corrected, the reference's displacement plain)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stoic_cli.latent import expression_displacement, take_back_pull
+
+DIM = 8
+AVERAGE = np.linspace(-1, 1, DIM).astype(np.float32)
+IDENTITY_DIMS = slice(0, 5)  # the rest of the toy code is expression
+
+
+def toy_neutralizer(r: float):
+    """Removes the expression dimensions and pulls identity toward AVERAGE by the factor r."""
+    def ntr(z: np.ndarray) -> np.ndarray:
+        out = np.repeat(AVERAGE[None], len(z), 0)
+        out[:, IDENTITY_DIMS] += r * (z[:, IDENTITY_DIMS] - AVERAGE[IDENTITY_DIMS])
+        return out.astype(np.float32)
+    return ntr
+
+
+def test_take_back_pull_keeps_more_of_the_person_and_none_of_the_expression():
+    rng = np.random.default_rng(0)
+    z = (AVERAGE + rng.normal(0, 1, (4, DIM))).astype(np.float32)
+    r = 0.8
+    ntr = toy_neutralizer(r)
+    zn = ntr(z)
+    corrected = take_back_pull(zn, ntr(zn))
+    own = z[:, IDENTITY_DIMS] - AVERAGE[IDENTITY_DIMS]
+    # identity kept: r before, 2r - r^2 after; the expression stays removed
+    assert np.allclose(corrected[:, IDENTITY_DIMS] - AVERAGE[IDENTITY_DIMS], (2 * r - r * r) * own, atol=1e-5)
+    assert np.allclose(corrected[:, 5:], AVERAGE[5:], atol=1e-6)
+    assert np.allclose(take_back_pull(zn, ntr(zn), 0.0), zn)
+    half = take_back_pull(zn, ntr(zn), 0.5)
+    assert np.allclose(half, (zn + corrected) / 2, atol=1e-6)
+    # a neutralizer without pull leaves nothing to take back
+    exact = toy_neutralizer(1.0)
+    assert np.allclose(take_back_pull(exact(z), exact(exact(z))), exact(z), atol=1e-6)
+
+
+def test_transfer_corrects_the_inputs_neutral_code_but_not_the_references(shipped_models, detector, london_rgb):
+    from stoic_cli.alignment import align_face
+    from stoic_cli.images import Photo
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline
+
+    models = FaceModels(shipped_models)
+    listed = models.meta["neutral_correction"]["transfer"]
+    assert listed > 0
+    transfer = Pipeline(models, detector, job="transfer")
+    assert transfer.neutral_correction == listed
+    assert Pipeline(models, detector, job="neutralize").neutral_correction == 0.0
+    assert Pipeline(models, detector, job="edit").neutral_correction == 0.0
+
+    photo = Photo(london_rgb["094_smiling.jpg"])
+    face = transfer.find_faces(photo, largest=True)[0][0]
+    crop, _ = align_face(photo.rgb, face.landmarks, transfer.size)
+    z = models.encode(crop[None])
+    zn = models.neutralize(z)
+    _, zn_input = transfer.codes(crop[None])
+    assert np.allclose(zn_input, take_back_pull(zn, models.neutralize(zn), listed), atol=1e-4)
+    assert not np.allclose(zn_input, zn, atol=1e-2)
+    displacement, _ = transfer.reference_expression(photo)
+    assert np.allclose(displacement, expression_displacement(z, zn), atol=1e-4)
+
+
+@pytest.mark.parametrize("amount", [0.0, 1.0])
+def test_codes_take_an_explicit_correction(shipped_models, detector, amount):
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline
+
+    models = FaceModels(shipped_models)
+    crops = np.full((2, 128, 128, 3), 128, np.uint8)
+    crops[1, 40:90, 30:100] = 60
+    pipe = Pipeline(models, detector, neutral_correction=amount)
+    z, zn = pipe.codes(crops)
+    plain = models.neutralize(z)
+    assert np.allclose(zn, take_back_pull(plain, models.neutralize(plain), amount), atol=1e-4)
+    assert np.allclose(pipe.codes(crops, correction=0.0)[1], plain, atol=1e-6)
