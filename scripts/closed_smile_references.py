@@ -10,11 +10,11 @@ Prints one path per line; pair them with the Taiwanese validation neutral photos
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from stoic_cli.evaluation.judges import ExpressionJudge, smile
 from stoic_cli.images import load_photo
+from stoic_cli.train.data import load_cache
 
 
 def main() -> None:
@@ -23,18 +23,19 @@ def main() -> None:
     ap.add_argument("--datasets", default="../shared/datasets")
     ap.add_argument("--count", type=int, default=12)
     args = ap.parse_args()
-    with open(Path(args.cache) / "labels.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "lfw_expressions" and r["split"] == "val"
-                and r["expression"] == "happiness"]
+    _, labels = load_cache(args.cache)
+    rows = [r for r in labels if r["dataset"] == "lfw_expressions" and r["split"] == "val"
+            and r["expression"] == "happiness"]
     best: dict[str, tuple[float, str]] = {}
     with ExpressionJudge() as judge:
         for r in rows:
             path = str(Path(args.datasets) / r["source"])
             bs = judge.blendshapes(load_photo(path).rgb)
-            if not bs or smile(bs) < 0.5 or bs["jawOpen"] >= 0.08:
+            if not bs or bs["jawOpen"] >= 0.08:
                 continue
-            if r["person"] not in best or smile(bs) > best[r["person"]][0]:
-                best[r["person"]] = (smile(bs), path)
+            strength = smile(bs)
+            if strength >= 0.5 and (r["person"] not in best or strength > best[r["person"]][0]):
+                best[r["person"]] = (strength, path)
     ranked = sorted(best.values(), key=lambda t: -t[0])
     for _, path in ranked[::4][:args.count]:
         print(path)

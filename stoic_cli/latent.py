@@ -44,7 +44,7 @@ def take_back_pull(z_neutral: np.ndarray, z_neutral_again: np.ndarray, amount: f
     where no expression is left, it moves the code by that pull alone, so stepping back by it
     (`amount` 1: 2 Ntr(z) - Ntr(Ntr(z))) keeps more of the person. For a layer that scales
     identity by r toward the average, the identity kept rises from r to 2r - r^2."""
-    return z_neutral + np.float32(amount) * (z_neutral - z_neutral_again) if amount else z_neutral
+    return z_neutral + np.float32(amount) * (z_neutral - z_neutral_again)
 
 
 def expression_displacement(z_ref: np.ndarray, z_ref_neutral: np.ndarray) -> np.ndarray:
