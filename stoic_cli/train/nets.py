@@ -127,6 +127,15 @@ class Neutralizer(nn.Module):
 EXPRESSIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 
 
+def layer_outputs(layers: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's output, in order (the feature maps that perceptual losses compare)."""
+    feats = []
+    for layer in layers:
+        x = layer(x)
+        feats.append(x)
+    return feats
+
+
 class ExpressionClassifier(nn.Module):
     """Which of the seven basic expressions a 128x128 face shows. Trained on the labelled sets
     (training people only) and then frozen: its features are the VAE's expression-aware
@@ -146,12 +155,8 @@ class ExpressionClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Intermediate maps, then the logits."""
-        feats = []
-        for layer in self.layers:
-            x = layer(x)
-            feats.append(x)
-        feats.append(self.head(x.mean((2, 3))))
-        return feats
+        feats = layer_outputs(self.layers, x)
+        return feats + [self.head(feats[-1].mean((2, 3)))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)[-1]
@@ -173,11 +178,7 @@ class Critic(nn.Module):
         self.out = nn.Conv2d(8 * w, 1, 3, 1, 1)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for layer in self.layers:
-            x = layer(x)
-            feats.append(x)
-        return feats
+        return layer_outputs(self.layers, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(x)[-1])
