@@ -124,6 +124,8 @@ class Neutralizer(nn.Module):
         return self.fc(z)
 
 
+# The expression classifier's classes, in its output order (trained checkpoints depend on it).
+# Not stoic_cli.train.data.EXPRESSIONS, the labels' vocabulary: another order, and contempt.
 EXPRESSIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 
 
