@@ -244,13 +244,6 @@ class Pipeline:
             zn = take_back_pull(zn, self.models.neutralize(zn), correction)
         return z, zn
 
-    def largest_face_codes(self, photo: Photo, correction: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Own and neutral code (each (1, latent_dim)) of the photo's largest usable face.
-        Raises NoFaceError."""
-        faces, _ = self.find_faces(photo, largest=True)
-        crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
-        return self.codes(crop[None], correction)
-
     def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """The expression of the photo's largest usable face, for transfer (LEED): its latent
         displacement from its own neutral code ((1, latent_dim)), and its motion (a crop-space
@@ -260,7 +253,9 @@ class Pipeline:
         The plain neutral code: taking the neutralizer's pull back here too would also shrink
         the expression the displacement carries (on validation pairs 54 % instead of 71 % of
         transfers reached 70 % of the reference's smile, both at motion gain 1)."""
-        z, zn = self.largest_face_codes(photo, correction=0.0)
+        faces, _ = self.find_faces(photo, largest=True)
+        crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
+        z, zn = self.codes(crop[None], correction=0.0)
         own, neutral = self.models.decode(np.concatenate([z, zn]).astype(np.float32))
         return expression_displacement(z, zn), estimate_flow(neutral, own)
 

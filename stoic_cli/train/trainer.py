@@ -130,6 +130,13 @@ class ImageSampler:
         return self.draw(n)[0]
 
 
+@torch.no_grad()
+def forward_rows(net, crops: np.ndarray, rows, device: torch.device, batch: int = 64) -> np.ndarray:
+    """`net` on the cache's `rows`, a batch at a time (the crops are memory-mapped), as one array."""
+    return np.concatenate([net(to_tensor(np.asarray(crops[rows[i:i + batch]]), device)).cpu().numpy()
+                           for i in range(0, len(rows), batch)])
+
+
 def make_sampler(cfg: TrainConfig, split: str = "train", cache: str | None = None) -> ImageSampler:
     cache = cache or cfg.cache
     crops, labels = load_cache(cache)
@@ -331,10 +338,7 @@ def classifier_accuracy(classifier: nets.ExpressionClassifier, crops: np.ndarray
                         classes: np.ndarray, device: torch.device) -> tuple[float, float]:
     """Accuracy and balanced accuracy (mean recall over the classes present)."""
     classifier.eval()
-    pred = []
-    for i in range(0, len(rows), 128):
-        pred.append(classifier(to_tensor(np.asarray(crops[rows[i:i + 128]]), device)).argmax(1).cpu().numpy())
-    pred = np.concatenate(pred)
+    pred = forward_rows(lambda x: classifier(x).argmax(1), crops, rows, device, batch=128)
     recalls = [float((pred[classes == c] == c).mean()) for c in np.unique(classes)]
     return float((pred == classes).mean()), float(np.mean(recalls))
 
@@ -509,14 +513,12 @@ def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Pat
     return ckpt
 
 
-@torch.no_grad()
 def encode_rows(enc: nets.Encoder, crops: np.ndarray, rows: list[int], device: torch.device,
                 batch: int = 64) -> np.ndarray:
-    out = []
-    for i in range(0, len(rows), batch):
-        idx = rows[i:i + batch]
-        out.append(enc(to_tensor(np.asarray(crops[idx]), device))[0].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, nets.LATENT_DIM), np.float32)
+    """The encoder's mean codes of the cache's `rows`."""
+    if len(rows) == 0:
+        return np.zeros((0, nets.LATENT_DIM), np.float32)
+    return forward_rows(lambda x: enc(x)[0], crops, rows, device, batch)
 
 
 def neutral_pairs(labels: list[dict], split: str, datasets=PAIR_DATASETS) -> dict:
