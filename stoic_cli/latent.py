@@ -35,16 +35,34 @@ def neutralize_codes(z: np.ndarray, z_neutral: np.ndarray, strength: float = 1.0
     return z + strength * (z_neutral - z)
 
 
-def take_back_pull(z_neutral: np.ndarray, z_neutral_again: np.ndarray, amount: float = 1.0) -> np.ndarray:
+def take_back_pull(z_neutral: np.ndarray, z_neutral_again: np.ndarray, amount: float = 1.0,
+                   keep: np.ndarray | None = None) -> np.ndarray:
     """A neutral code with the neutralizer's pull on already neutral faces taken back.
 
     The learned neutralizer removes the expression but also pulls every code part of the way
     toward its training people's average face (neutral validation photos, neutralized, end up
     0.30 from themselves in dlib distance). Applied once more to its own output (`z_neutral_again` = Ntr(Ntr(z))),
-    where no expression is left, it moves the code by that pull alone, so stepping back by it
+    where little expression is left, it moves the code by that pull, so stepping back by it
     (`amount` 1: 2 Ntr(z) - Ntr(Ntr(z))) keeps more of the person. For a layer that scales
-    identity by r toward the average, the identity kept rises from r to 2r - r^2."""
-    return z_neutral + np.float32(amount) * (z_neutral - z_neutral_again)
+    identity by r toward the average, the identity kept rises from r to 2r - r^2.
+
+    The step also holds whatever expression the first pass left, which it would scale up by
+    1 + amount; `keep` (orthonormal columns, see expression_basis) names directions the step
+    leaves alone, so the correction restores the person, not the old expression."""
+    step = z_neutral - z_neutral_again
+    if keep is not None:
+        step = step - (step @ keep) @ keep.T
+    return z_neutral + np.float32(amount) * step
+
+
+def expression_basis(attributes: dict[str, "Attribute"]) -> np.ndarray | None:
+    """Orthonormal columns ((latent_dim, k)) spanning the expression attributes' directions
+    (smile, surprise, ...), or None if there are none."""
+    directions = [a.direction for a in attributes.values() if a.kind == "expression"]
+    if not directions:
+        return None
+    basis, _ = np.linalg.qr(np.stack(directions, 1).astype(np.float64))
+    return basis.astype(np.float32)
 
 
 def expression_displacement(z_ref: np.ndarray, z_ref_neutral: np.ndarray) -> np.ndarray:
@@ -65,12 +83,14 @@ class Attribute:
     unit: str
     help: str
     motion: np.ndarray | None = None  # crop-space flow for one unit (see Edit), if measured
+    kind: str = ""  # "expression" (smile, surprise, ...) or "appearance" (age, gender)
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> "Attribute":
         return cls(name=name, direction=np.asarray(d["direction"], np.float32), minimum=float(d["min"]),
                    maximum=float(d["max"]), unit=d.get("unit", ""), help=d.get("help", ""),
-                   motion=np.asarray(d["motion"], np.float32) if d.get("motion") is not None else None)
+                   motion=np.asarray(d["motion"], np.float32) if d.get("motion") is not None else None,
+                   kind=d.get("kind", ""))
 
 
 def load_attributes(table: dict) -> dict[str, Attribute]:

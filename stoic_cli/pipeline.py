@@ -4,6 +4,7 @@ neutral codes) to edited codes, so neutralize, transfer and edit share everythin
 transfer and edit also carry the expression's motion, which moves the photo's own pixels."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -12,8 +13,8 @@ import numpy as np
 from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
-from stoic_cli.latent import Edit, LatentEdit, expression_displacement, take_back_pull
-from stoic_cli.models import FaceModels
+from stoic_cli.latent import Edit, LatentEdit, expression_basis, expression_displacement, take_back_pull
+from stoic_cli.models import FaceModels, ModelNotFound
 from stoic_cli.pasteback import apply_change, face_mask, region_mask, warp_photo
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
@@ -189,9 +190,9 @@ class Pipeline:
     - `motion_gain`: per job like `face_gain`; how much of an Edit's motion moves the photo's
       own pixels (1: as asked, 0: off, the decoded change alone).
     - `neutral_correction`: per job like `face_gain`; how much of the neutralizer's pull on
-      already neutral faces is taken back from the faces' neutral codes (see take_back_pull;
-      0: the neutralizer's code as is). A transfer reference's displacement always uses the
-      plain neutral code.
+      already neutral faces is taken back from the faces' neutral codes, outside the
+      expression directions of attributes.json (see take_back_pull; 0: the neutralizer's code
+      as is). A transfer reference's displacement always uses the plain neutral code.
     - `change_gain` scales the decoded change (1: as decoded).
     - `replace_level`: where the change is large, the model's structure replaces the photo's
       (see blend_change).
@@ -241,8 +242,17 @@ class Pipeline:
         zn = self.models.neutralize(z)
         correction = self.neutral_correction if correction is None else correction
         if correction:
-            zn = take_back_pull(zn, self.models.neutralize(zn), correction)
+            zn = take_back_pull(zn, self.models.neutralize(zn), correction, keep=self.expression_basis)
         return z, zn
+
+    @functools.cached_property
+    def expression_basis(self) -> np.ndarray | None:
+        """The expression directions that taking back the neutralizer's pull leaves alone
+        (None without attributes.json: then the whole pull is taken back)."""
+        try:
+            return expression_basis(self.models.attribute_table())
+        except ModelNotFound:
+            return None
 
     def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """The expression of the photo's largest usable face, for transfer (LEED): its latent

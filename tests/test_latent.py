@@ -1,11 +1,14 @@
-"""Latent transforms: the neutral code with the neutralizer's pull taken back, and how the
-transfer job wires it (inputs corrected, the reference's displacement plain)."""
+"""Latent transforms: the neutral code with the neutralizer's pull taken back (outside the
+expression directions), and how the jobs wire it (transfer: inputs corrected, the reference's
+displacement plain)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stoic_cli.latent import expression_displacement, take_back_pull
+from stoic_cli.latent import Attribute, expression_basis, expression_displacement, take_back_pull
 
 DIM = 8
 AVERAGE = np.linspace(-1, 1, DIM).astype(np.float32)
@@ -40,6 +43,63 @@ def test_take_back_pull_keeps_more_of_the_person_and_none_of_the_expression():
     assert np.allclose(take_back_pull(exact(z), exact(exact(z))), exact(z), atol=1e-6)
 
 
+def leaky_neutralizer(r: float, leak: float):
+    """Like toy_neutralizer, but leaves `leak` of the expression dimensions behind."""
+    def ntr(z: np.ndarray) -> np.ndarray:
+        out = toy_neutralizer(r)(z)
+        out[:, 5:] += leak * (z[:, 5:] - AVERAGE[5:])
+        return out.astype(np.float32)
+    return ntr
+
+
+def test_take_back_pull_leaves_the_expression_directions_alone():
+    rng = np.random.default_rng(1)
+    z = (AVERAGE + rng.normal(0, 1, (4, DIM))).astype(np.float32)
+    r, leak, amount = 0.6, 0.3, 1.5
+    ntr = leaky_neutralizer(r, leak)
+    zn = ntr(z)
+    expression = np.eye(DIM, dtype=np.float32)[:, 5:]  # orthonormal columns: the expression dims
+    plain = take_back_pull(zn, ntr(zn), amount)
+    kept = take_back_pull(zn, ntr(zn), amount, keep=expression)
+    # the identity part is corrected alike
+    assert np.allclose(kept[:, IDENTITY_DIMS], plain[:, IDENTITY_DIMS], atol=1e-6)
+    assert not np.allclose(kept[:, IDENTITY_DIMS], zn[:, IDENTITY_DIMS], atol=1e-3)
+    # the expression the neutralizer left stays as it was instead of growing with the step
+    assert np.allclose(kept[:, 5:], zn[:, 5:], atol=1e-6)
+    left = np.abs(zn[:, 5:] - AVERAGE[5:]).sum()
+    assert np.abs(plain[:, 5:] - AVERAGE[5:]).sum() > 1.5 * left
+
+
+def _attribute(name: str, direction, kind: str) -> Attribute:
+    return Attribute(name=name, direction=np.asarray(direction, np.float32), minimum=-1, maximum=1,
+                     unit="", help="", kind=kind)
+
+
+def test_expression_basis_spans_the_expressions_only():
+    rng = np.random.default_rng(2)
+    smile, surprise, age = rng.normal(size=(3, DIM)).astype(np.float32)
+    table = {"smile": _attribute("smile", smile, "expression"),
+             "surprise": _attribute("surprise", surprise, "expression"),
+             "age": _attribute("age", age, "appearance")}
+    basis = expression_basis(table)
+    assert basis.shape == (DIM, 2)
+    assert np.allclose(basis.T @ basis, np.eye(2), atol=1e-5)
+    for d in (smile, surprise):  # each expression direction lies in the span
+        assert np.allclose(basis @ (basis.T @ d), d, atol=1e-4)
+    assert not np.allclose(basis @ (basis.T @ age), age, atol=1e-2)
+    assert expression_basis({"age": table["age"]}) is None
+
+
+def test_shipped_attributes_name_their_kind(shipped_models):
+    from stoic_cli.models import FaceModels
+
+    table = FaceModels(shipped_models).attribute_table()
+    kinds = {name: a.kind for name, a in table.items()}
+    assert {n for n, k in kinds.items() if k == "expression"} == {"smile", "surprise", "sad", "angry", "disgust", "fear"}
+    assert kinds["age"] == kinds["gender"] == "appearance"
+    assert expression_basis(table).shape == (len(table["smile"].direction), 6)
+
+
 def test_transfer_corrects_the_inputs_neutral_code_but_not_the_references(shipped_models, detector, london_rgb):
     from stoic_cli.alignment import align_face
     from stoic_cli.images import Photo
@@ -51,7 +111,7 @@ def test_transfer_corrects_the_inputs_neutral_code_but_not_the_references(shippe
     assert listed > 0
     transfer = Pipeline(models, detector, job="transfer")
     assert transfer.neutral_correction == listed
-    assert Pipeline(models, detector, job="neutralize").neutral_correction == 0.0
+    assert Pipeline(models, detector, job="neutralize").neutral_correction == models.meta["neutral_correction"].get("neutralize", 0.0)
     assert Pipeline(models, detector, job="edit").neutral_correction == 0.0
 
     photo = Photo(london_rgb["094_smiling.jpg"])
@@ -60,7 +120,9 @@ def test_transfer_corrects_the_inputs_neutral_code_but_not_the_references(shippe
     z = models.encode(crop[None])
     zn = models.neutralize(z)
     _, zn_input = transfer.codes(crop[None])
-    assert np.allclose(zn_input, take_back_pull(zn, models.neutralize(zn), listed), atol=1e-4)
+    keep = transfer.expression_basis
+    assert keep is not None
+    assert np.allclose(zn_input, take_back_pull(zn, models.neutralize(zn), listed, keep=keep), atol=1e-4)
     assert not np.allclose(zn_input, zn, atol=1e-2)
     displacement, _ = transfer.reference_expression(photo)
     assert np.allclose(displacement, expression_displacement(z, zn), atol=1e-4)
@@ -77,5 +139,22 @@ def test_codes_take_an_explicit_correction(shipped_models, detector, amount):
     pipe = Pipeline(models, detector, neutral_correction=amount)
     z, zn = pipe.codes(crops)
     plain = models.neutralize(z)
-    assert np.allclose(zn, take_back_pull(plain, models.neutralize(plain), amount), atol=1e-4)
+    assert np.allclose(zn, take_back_pull(plain, models.neutralize(plain), amount, keep=pipe.expression_basis),
+                       atol=1e-4)
     assert np.allclose(pipe.codes(crops, correction=0.0)[1], plain, atol=1e-6)
+
+
+def test_without_attributes_the_whole_pull_is_taken_back(shipped_models, detector, tmp_path):
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline
+
+    for f in Path(shipped_models).iterdir():  # the same models less attributes.json
+        if f.name != "attributes.json" and f.is_file():
+            (tmp_path / f.name).symlink_to(f.resolve())
+    models = FaceModels(tmp_path)
+    pipe = Pipeline(models, detector, neutral_correction=1.0)
+    assert pipe.expression_basis is None
+    crops = np.full((1, 128, 128, 3), 128, np.uint8)
+    z, zn = pipe.codes(crops)
+    plain = models.neutralize(z)
+    assert np.allclose(zn, take_back_pull(plain, models.neutralize(plain), 1.0), atol=1e-4)

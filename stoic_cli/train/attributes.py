@@ -58,7 +58,7 @@ def fit_attributes(cfg: TrainConfig, device: torch.device, max_utk: int = 6000) 
     attributes: dict = {}
     for name, (direction, people) in expression_directions(codes, pair_rows).items():
         attributes[name] = {"direction": direction.round(6).tolist(), "min": -1.0, "max": 1.0,
-                            "unit": "typical intensity", "people": people,
+                            "unit": "typical intensity", "kind": "expression", "people": people,
                             "help": f"{EXPRESSION_ATTRIBUTES[name][1]}; 1 = typical, negative = less"}
     utk = [r for r in train if r["dataset"] == "utkface" and r["age"] >= 0]
     rng = np.random.default_rng(cfg.seed)
@@ -72,13 +72,13 @@ def fit_attributes(cfg: TrainConfig, device: torch.device, max_utk: int = 6000) 
         a = ages[adult] - ages[adult].mean()
         slope = (a[:, None] * (z[adult] - z[adult].mean(0))).sum(0) / (a ** 2).sum()
         attributes["age"] = {"direction": slope.round(6).tolist(), "min": -30.0, "max": 30.0, "unit": "years",
-                             "people": int(adult.sum()), "help": "older (+) or younger (-), in years"}
+                             "kind": "appearance", "people": int(adult.sum()), "help": "older (+) or younger (-), in years"}
         female = np.array([r["gender"] == "female" for r in utk])
         male = np.array([r["gender"] == "male" for r in utk])
         if female.any() and male.any():
             d = z[female].mean(0) - z[male].mean(0)
             attributes["gender"] = {"direction": d.round(6).tolist(), "min": -1.0, "max": 1.0,
-                                    "unit": "typical difference", "people": int(female.sum() + male.sum()),
+                                    "unit": "typical difference", "kind": "appearance", "people": int(female.sum() + male.sum()),
                                     "help": "+1 more feminine, -1 more masculine"}
     path = run / "attributes.json"
     path.write_text(json.dumps({"format": 1, "attributes": attributes}))
