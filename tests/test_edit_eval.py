@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stoic_cli.evaluation.edit_eval import (_pick, attribute_measures, evaluate_edit, evaluate_transfer,
-                                            is_monotonic, parse_amounts, person_from_file, person_from_name,
+from stoic_cli.evaluation.edit_eval import (_pick, _sheet_scores, attribute_measures, evaluate_edit, evaluate_transfer,
+                                            expression_progress, is_monotonic, parse_amounts, person_from_file, person_from_name,
                                             progress_summary, same_person_rate, smile_progress, summarise_edit,
                                             summarise_transfer)
 
@@ -48,6 +48,29 @@ def test_smile_progress():
     assert smile_progress(0.2, 0.9, 0.35, min_gap=0.1) == pytest.approx(0.7 / 0.15)
     assert smile_progress(0.2, 0.9, 0.35, min_gap=0.2) is None
     assert smile_progress(None, 0.5, 0.8) is None and smile_progress(0.1, None, 0.8) is None
+
+
+def test_expression_progress_measures_any_expression_along_the_line():
+    neutral = {"_neutral": 0.9, "jawOpen": 0.0, "browInnerUp": 0.1, "eyeBlinkLeft": 0.8}
+    surprise = {"_neutral": 0.1, "jawOpen": 0.6, "browInnerUp": 0.9, "eyeBlinkLeft": 0.0}
+    half = {"_neutral": 0.5, "jawOpen": 0.3, "browInnerUp": 0.5, "eyeBlinkLeft": 0.0}
+    assert expression_progress(neutral, half, surprise) == pytest.approx(0.5)  # blinks and _neutral not counted
+    assert expression_progress(neutral, surprise, surprise) == pytest.approx(1.0)
+    assert expression_progress(neutral, neutral, surprise) == pytest.approx(0.0)
+    # Moving across the line (another expression) is not progress; going back is negative.
+    across = {"jawOpen": 0.8, "browInnerUp": -0.5}  # moved by (0.8, -0.6), orthogonal to the line (0.6, 0.8)
+    assert expression_progress(neutral, across, surprise) == pytest.approx(0.0, abs=1e-12)
+    assert expression_progress(surprise, neutral, {**surprise, "jawOpen": 1.0}) == pytest.approx(-1.5)
+    assert expression_progress(neutral, surprise, {**neutral, "jawOpen": 0.05}) is None  # too alike to measure
+    assert expression_progress(None, half, surprise) is None and expression_progress(neutral, None, surprise) is None
+
+
+def test_transfer_sheet_ranks_other_expressions_by_the_whole_expression():
+    smiles = [{"smile_progress": 0.8, "expression_progress": 0.5}, {"smile_progress": None, "expression_progress": 0.2}]
+    others = [{"smile_progress": None, "expression_progress": 0.3}] * 3 + [{"smile_progress": 4.2, "expression_progress": 0.1}]
+    assert _sheet_scores(smiles) == [0.8, None]
+    assert _sheet_scores(others) == [0.3, 0.3, 0.3, 0.1]
+    assert _sheet_scores([{"smile_progress": 0.5}]) == [0.5]  # rows from before whole-expression progress
 
 
 def test_progress_summary_and_bar():
@@ -116,6 +139,11 @@ def test_summaries_on_synthetic_rows():
     assert t["identity"]["same_person_out_vs_ref"]["rate"] == 0.0
     assert [(r["reference"], r["pairs"]) for r in t["per_reference"]] == [("a.jpg", 2), ("b.jpg", 1)]
     assert t["per_reference"][1]["smile_progress"]["n"] == 0
+    assert t["expression_progress"]["n"] == 0  # rows written before whole-expression progress existed
+    rows[0]["expression_progress"], rows[2]["expression_progress"] = 0.9, 0.5
+    t = summarise_transfer(rows)
+    assert t["expression_progress"]["mean"] == pytest.approx(0.7) and t["expression_progress"]["at_bar"]["rate"] == 0.5
+    assert t["per_reference"][1]["expression_progress"]["mean"] == pytest.approx(0.5)
 
     amounts = [-1.0, 0.0, 1.0]
     edits = [{"score": [0.1, 0.2, 0.4], "smile": [0.1, 0.2, 0.4], "monotonic": True, "rise": 0.3,
@@ -207,6 +235,7 @@ def test_transfer_end_to_end_known_answers(pipeline, judges, tmp_path):
     # An identity neutralizer gives a zero displacement: every output is its input.
     for r in report["rows"]:
         assert r["id_out_vs_in"] == 0.0 and r["smile_out"] == r["smile_in"]
+        assert r["expression_progress"] is None or r["expression_progress"] == pytest.approx(0.0, abs=1e-9)
         assert r["id_in_vs_ref"] > 0.6  # different people
         assert Path(r["output"]).is_file()
     assert c["progress_eligible"] >= 3  # both references smile clearly more than these neutrals
@@ -217,6 +246,7 @@ def test_transfer_end_to_end_known_answers(pipeline, judges, tmp_path):
     out = tmp_path / "out"
     assert json.loads((out / "report.json").read_text())["counts"]["evaluated"] == 5
     assert "smile progress >= 0.7" in (out / "report.md").read_text()
+    assert report["expression_progress"]["n"] >= 3 and "whole-expression progress" in (out / "report.md").read_text()
     sheet = np.asarray(Image.open(out / "contact_sheet.png"))
     assert sheet.shape[0] > 5 * 160 and sheet.shape[1] >= 3 * 160
 

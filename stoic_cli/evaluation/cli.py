@@ -152,7 +152,9 @@ def transfer(
 
     Smile progress (S(out) - S(in)) / (S(ref) - S(in)) with S the MediaPipe smile blendshape,
     over pairs where the reference smiles more than the input by over 0.1: mean, median and
-    share >= 0.7. Identity: dlib distance of the output to the input (same person below 0.6),
+    share >= 0.7. Whole-expression progress, for any expression: the same ratio for the vector
+    of expression blendshapes (no blinks or gaze), along the line from the input's to the
+    reference's. Identity: dlib distance of the output to the input (same person below 0.6),
     and to the reference. Largest face of each photo.
 
     [bold]Examples[/]

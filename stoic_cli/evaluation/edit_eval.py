@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from stoic_cli.evaluation.judges import SAME_PERSON, expression_intensity, smile
+from stoic_cli.evaluation.judges import SAME_PERSON, expression_intensity, expression_names, expression_vector, smile
 from stoic_cli.evaluation.neutralize_eval import _clean, _f, _face_region, _stat, _thumb, make_sheet
 from stoic_cli.images import load_photo, save_rgb
 
@@ -51,6 +51,24 @@ def smile_progress(smile_in: float | None, smile_out: float | None, smile_ref: f
     if not gap > min_gap:
         return None
     return (smile_out - smile_in) / gap
+
+
+def expression_progress(bs_in: dict | None, bs_out: dict | None, bs_ref: dict | None,
+                        min_gap: float = SMILE_GAP) -> float | None:
+    """The smile's progress for the whole expression, so that transfers of any expression are
+    measured: how far the output's blendshapes (no blinks or gaze) moved along the line from the
+    input's to the reference's, as a share of that line (1 = the reference's expression, 0 =
+    unchanged; motion across it is not counted). None when a face's blendshapes are missing or
+    the two expressions differ by no more than `min_gap` (Euclidean)."""
+    if bs_in is None or bs_out is None or bs_ref is None:
+        return None
+    names = expression_names(bs_ref)
+    start, out, ref = (expression_vector(b, names) for b in (bs_in, bs_out, bs_ref))
+    line = ref - start
+    length2 = float(line @ line)
+    if not length2 > min_gap ** 2:
+        return None
+    return float((out - start) @ line / length2)
 
 
 def is_monotonic(values: Iterable[float | None], tol: float = MONOTONIC_TOL) -> bool | None:
@@ -267,6 +285,8 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
                 "person_ref": person_of(ref_path), "person_in": person_of(in_path),
                 "smile_ref": s_ref, "smile_in": s_in, "smile_out": s_out,
                 "smile_progress": smile_progress(s_in, s_out, s_ref, min_gap),
+                "expression_progress": expression_progress(look_in.blendshapes, look_out.blendshapes,
+                                                           look_ref.blendshapes, min_gap),
                 "intensity_ref": expression_intensity(look_ref.blendshapes),
                 "intensity_in": expression_intensity(look_in.blendshapes),
                 "intensity_out": expression_intensity(look_out.blendshapes),
@@ -311,6 +331,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def summarise_transfer(rows: Sequence[dict], bar: float = PROGRESS_BAR) -> dict:
     """The report's numbers from its rows (see evaluate_transfer for the row keys)."""
     progress = progress_summary((r["smile_progress"] for r in rows), bar)
+    whole = progress_summary((r.get("expression_progress") for r in rows), bar)
     identity = {"id_out_vs_in": _stat(r["id_out_vs_in"] for r in rows),
                 "same_person_out_vs_in": same_person_rate(r["id_out_vs_in"] for r in rows),
                 "id_out_vs_ref": _stat(r["id_out_vs_ref"] for r in rows),
@@ -321,10 +342,12 @@ def summarise_transfer(rows: Sequence[dict], bar: float = PROGRESS_BAR) -> dict:
         mine = [r for r in rows if r["reference"] == ref]
         per_reference.append({"reference": ref, "smile_ref": mine[0]["smile_ref"], "pairs": len(mine),
                               "smile_progress": progress_summary((r["smile_progress"] for r in mine), bar),
+                              "expression_progress": _stat(r.get("expression_progress") for r in mine),
                               "id_out_vs_in": _stat(r["id_out_vs_in"] for r in mine),
                               "same_person_out_vs_in": same_person_rate(r["id_out_vs_in"] for r in mine)})
     return {
         "smile_progress": progress,
+        "expression_progress": whole,
         "smile": {k: _stat(r[f"smile_{k}"] for r in rows) for k in ("in", "ref", "out")},
         "intensity": {k: _stat(r[f"intensity_{k}"] for r in rows) for k in ("in", "ref", "out")},
         "identity": identity,
@@ -360,6 +383,15 @@ def transfer_markdown(report: dict) -> str:
                      ("out", "expression intensity of output")):
         st = report["intensity"][k]
         lines.append(f"| {label} | {_f(st['mean'])} | {_f(st['median'])} | {st['n']} |")
+    w = report.get("expression_progress")
+    if w is not None:
+        lines += ["", "## Whole-expression progress", "",
+                  "The same ratio for any expression: how far the output's expression blendshapes (no blinks "
+                  "or gaze), as a vector, moved along the line from the input's to the reference's "
+                  f"(pairs whose expressions differ by > {s['smile_gap']}).", "",
+                  f"| | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|",
+                  f"| whole-expression progress | {_f(w['mean'], True)} | {_f(w['median'], True)} | "
+                  f"{_f(w['at_bar']['rate'], True)} | {w['n']} |"]
     lines += ["", "## Identity (dlib distance)", "",
               "| comparison | mean | median | below threshold | n |", "|---|---:|---:|---:|---:|"]
     for key, rate_key, label in (("id_out_vs_in", "same_person_out_vs_in", "output vs input (should be low)"),
@@ -369,13 +401,14 @@ def transfer_markdown(report: dict) -> str:
         below = _f(i[rate_key]["rate"], True) if rate_key else "-"
         lines.append(f"| {label} | {_f(st['mean'])} | {_f(st['median'])} | {below} | {st['n']} |")
     lines += ["", "## Per reference", "",
-              f"| reference | smile | pairs | progress mean / median | progress >= {bar:g} | identity kept |",
-              "|---|---:|---:|---:|---:|---:|"]
+              f"| reference | smile | pairs | progress mean / median | progress >= {bar:g} | whole expression mean "
+              "| identity kept |", "|---|---:|---:|---:|---:|---:|---:|"]
     for ref in report["per_reference"]:
         pr = ref["smile_progress"]
         lines.append(f"| {Path(ref['reference']).name} | {_f(ref['smile_ref'])} | {ref['pairs']} | "
                      f"{_f(pr['mean'], True)} / {_f(pr['median'], True)} | {_f(pr['at_bar']['rate'], True)} "
-                     f"({pr['at_bar']['n']}) | {_f(ref['same_person_out_vs_in']['rate'], True)} |")
+                     f"({pr['at_bar']['n']}) | {_f(ref.get('expression_progress', {}).get('mean'), True)} | "
+                     f"{_f(ref['same_person_out_vs_in']['rate'], True)} |")
     lines += ["", "## Pairs", "", "| input | reference | smile in / ref / out | progress | id out-in | id out-ref |",
               "|---|---|---:|---:|---:|---:|"]
     for r in report["rows"]:
@@ -402,14 +435,24 @@ def _pick(scores: Sequence[float | None], k: int) -> list[tuple[str, int]]:
     return [("", i) for i in (scored + unscored)[: 2 * k]]
 
 
+def _sheet_scores(rows: Sequence[dict]) -> list[float | None]:
+    """What the transfer sheet ranks by: smile progress, unless fewer than half of the measurable
+    pairs have one (references of other expressions); then whole-expression progress."""
+    smiles = [r["smile_progress"] for r in rows]
+    wholes = [r.get("expression_progress") for r in rows]
+    by_smile = 2 * sum(v is not None for v in smiles) >= sum(v is not None for v in wholes)
+    return smiles if by_smile else wholes
+
+
 def _transfer_sheet(rows, thumbs, path: Path, k: int) -> Path:
-    picks = _pick([r["smile_progress"] for r in rows], k)
+    picks = _pick(_sheet_scores(rows), k)
     sheet, labels = [], []
     for n, (tag, i) in enumerate(picks):
         r = rows[i]
         sheet.append(list(thumbs[i]))
         labels.append([f"{tag + ' ' if tag else ''}{n + 1}: {Path(r['input']).name} <- {Path(r['reference']).name}"
-                       f"  progress {_f(r['smile_progress'], True)}",
+                       f"  progress {_f(r['smile_progress'], True)} (whole expression "
+                       f"{_f(r.get('expression_progress'), True)})",
                        f"smile {_f(r['smile_in'])} -> {_f(r['smile_out'])} (ref {_f(r['smile_ref'])})"
                        f"  id out-in {_f(r['id_out_vs_in'])} out-ref {_f(r['id_out_vs_ref'])}"])
     return make_sheet(sheet, path, labels, titles=["input", "reference", "output"])

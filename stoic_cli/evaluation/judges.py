@@ -12,6 +12,7 @@ import os
 import threading
 import weakref
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -173,6 +174,16 @@ def expression_intensity(bs: dict[str, float] | None) -> float | None:
     if bs is None:
         return None
     return float(sum(v for k, v in bs.items() if not _not_expression(k)))
+
+
+def expression_names(bs: dict[str, float]) -> list[str]:
+    """The expression blendshapes' names (no blinks or gaze), sorted."""
+    return sorted(k for k in bs if not _not_expression(k))
+
+
+def expression_vector(bs: dict[str, float], names: Sequence[str]) -> np.ndarray:
+    """Blendshapes `names` as a vector (missing ones 0), to compare faces' expressions as vectors."""
+    return np.array([bs.get(k, 0.0) for k in names], np.float64)
 
 
 def smile(bs: dict[str, float] | None) -> float | None:
