@@ -409,12 +409,12 @@ def transfer_markdown(report: dict) -> str:
                      f"{_f(pr['mean'], True)} / {_f(pr['median'], True)} | {_f(pr['at_bar']['rate'], True)} "
                      f"({pr['at_bar']['n']}) | {_f(ref.get('expression_progress', {}).get('mean'), True)} | "
                      f"{_f(ref['same_person_out_vs_in']['rate'], True)} |")
-    lines += ["", "## Pairs", "", "| input | reference | smile in / ref / out | progress | id out-in | id out-ref |",
-              "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "## Pairs", "", "| input | reference | smile in / ref / out | progress | whole expression | "
+              "id out-in | id out-ref |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {Path(r['input']).name} | {Path(r['reference']).name} | {_f(r['smile_in'])} / "
                      f"{_f(r['smile_ref'])} / {_f(r['smile_out'])} | {_f(r['smile_progress'], True)} | "
-                     f"{_f(r['id_out_vs_in'])} | {_f(r['id_out_vs_ref'])} |")
+                     f"{_f(r.get('expression_progress'), True)} | {_f(r['id_out_vs_in'])} | {_f(r['id_out_vs_ref'])} |")
     if report["failures"]:
         lines += ["", "## Failures", ""] + [
             f"- {Path(f['input']).name if f['input'] else '(all inputs)'}"
