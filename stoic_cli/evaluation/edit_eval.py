@@ -383,15 +383,14 @@ def transfer_markdown(report: dict) -> str:
                      ("out", "expression intensity of output")):
         st = report["intensity"][k]
         lines.append(f"| {label} | {_f(st['mean'])} | {_f(st['median'])} | {st['n']} |")
-    w = report.get("expression_progress")
-    if w is not None:
-        lines += ["", "## Whole-expression progress", "",
-                  "The same ratio for any expression: how far the output's expression blendshapes (no blinks "
-                  "or gaze), as a vector, moved along the line from the input's to the reference's "
-                  f"(pairs whose expressions differ by > {s['smile_gap']}).", "",
-                  f"| | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|",
-                  f"| whole-expression progress | {_f(w['mean'], True)} | {_f(w['median'], True)} | "
-                  f"{_f(w['at_bar']['rate'], True)} | {w['n']} |"]
+    w = report["expression_progress"]
+    lines += ["", "## Whole-expression progress", "",
+              "The same ratio for any expression: how far the output's expression blendshapes (no blinks "
+              "or gaze), as a vector, moved along the line from the input's to the reference's "
+              f"(pairs whose expressions differ by > {s['smile_gap']}).", "",
+              f"| | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|",
+              f"| whole-expression progress | {_f(w['mean'], True)} | {_f(w['median'], True)} | "
+              f"{_f(w['at_bar']['rate'], True)} | {w['n']} |"]
     lines += ["", "## Identity (dlib distance)", "",
               "| comparison | mean | median | below threshold | n |", "|---|---:|---:|---:|---:|"]
     for key, rate_key, label in (("id_out_vs_in", "same_person_out_vs_in", "output vs input (should be low)"),
@@ -407,14 +406,14 @@ def transfer_markdown(report: dict) -> str:
         pr = ref["smile_progress"]
         lines.append(f"| {Path(ref['reference']).name} | {_f(ref['smile_ref'])} | {ref['pairs']} | "
                      f"{_f(pr['mean'], True)} / {_f(pr['median'], True)} | {_f(pr['at_bar']['rate'], True)} "
-                     f"({pr['at_bar']['n']}) | {_f(ref.get('expression_progress', {}).get('mean'), True)} | "
+                     f"({pr['at_bar']['n']}) | {_f(ref['expression_progress']['mean'], True)} | "
                      f"{_f(ref['same_person_out_vs_in']['rate'], True)} |")
     lines += ["", "## Pairs", "", "| input | reference | smile in / ref / out | progress | whole expression | "
               "id out-in | id out-ref |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
         lines.append(f"| {Path(r['input']).name} | {Path(r['reference']).name} | {_f(r['smile_in'])} / "
                      f"{_f(r['smile_ref'])} / {_f(r['smile_out'])} | {_f(r['smile_progress'], True)} | "
-                     f"{_f(r.get('expression_progress'), True)} | {_f(r['id_out_vs_in'])} | {_f(r['id_out_vs_ref'])} |")
+                     f"{_f(r['expression_progress'], True)} | {_f(r['id_out_vs_in'])} | {_f(r['id_out_vs_ref'])} |")
     if report["failures"]:
         lines += ["", "## Failures", ""] + [
             f"- {Path(f['input']).name if f['input'] else '(all inputs)'}"
