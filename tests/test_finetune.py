@@ -130,3 +130,50 @@ def test_cli_says_which_vae_init_files_are_missing(toy_cache, tmp_path):
     assert result.exit_code == 2
     assert "encoder.onnx" in result.output and "nowhere" in result.output
     assert not (tmp_path / "run" / "vae.pt").exists()
+
+
+def test_pair_sampler_pairs_one_persons_neutral_and_expressive_photos_flipped_alike():
+    # Each crop says who it is (red = 10 x group), whether it is expressive (green), and has a mark
+    # in its top-left corner, so a flip shows.
+    crops, groups = [], {}
+    for g in range(5):
+        rows = {"neutral": [], "expressive": []}
+        for kind, green in (("neutral", 0), ("neutral", 0), ("expressive", 200), ("expressive", 200)):
+            img = np.zeros((8, 8, 3), np.uint8)
+            img[..., 0], img[..., 1], img[0, 0, 2] = 10 * g, green, 255
+            rows[kind].append(len(crops))
+            crops.append(img)
+        groups[("p", g)] = rows
+    groups[("lonely", 0)] = {"neutral": [0], "expressive": []}  # no expressive photo: never drawn
+    neutral, expressive = trainer.PairSampler(np.stack(crops), groups, seed=0)(64)
+    assert np.all(neutral[:, 4, 4, 1] == 0) and np.all(expressive[:, 4, 4, 1] == 200)
+    assert np.array_equal(neutral[:, 4, 4, 0], expressive[:, 4, 4, 0])  # the same person
+    flipped = neutral[:, 0, -1, 2] == 255
+    assert np.array_equal(flipped, expressive[:, 0, -1, 2] == 255)  # flipped together
+    assert 0 < flipped.sum() < 64
+    with pytest.raises(ValueError, match="neutral and expressive"):
+        trainer.PairSampler(np.stack(crops), {("lonely", 0): groups[("lonely", 0)]}, seed=0)
+
+
+def test_split_code_heads_and_critic_are_logged_and_resume(toy_cache, tmp_path):
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                              expression_dims=16, swap_batch=2, neutral_expression_weight=0.1,
+                              expression_code_weight=0.5, uniform_posterior_weight=0.5,
+                              vae_gan_weight=0.1, vae_critic_feature_weight=1.0, kl_ramp_steps=0,
+                              checkpoint_every=1, log_every=1, threads=1, oversample={},
+                              neutralizer_datasets=["taiwanese"])
+    trainer.train_vae(cfg, CPU)
+    state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 2 and {"critic", "opt_d", "heads", "opt_heads"} <= set(state)
+    trainer.train_vae(dataclasses.replace(cfg, vae_steps=3), CPU)
+    resumed = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] == 3
+    for part in ("critic", "heads"):  # trained on after the resume
+        assert any(not torch.equal(a, resumed[part][k]) for k, a in state[part].items()), part
+    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [1, 2, 3]
+    for row in log:
+        for column in ("swap", "neutral_expression", "code_expression", "code_adversary", "critic_feature",
+                       "g_gan", "d_real", "d_fake"):
+            assert np.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)

@@ -164,6 +164,18 @@ class ExpressionClassifier(nn.Module):
         return self.features(x)[-1]
 
 
+class CodeHeads(nn.Module):
+    """Training only, for a split code: `expression` reads the expression class off the code's
+    expression part; `adversary` tries to read it off the person part, which the encoder learns
+    to defeat (Oldfield et al.'s uniform-posterior loss)."""
+
+    def __init__(self, expression_dims: int, latent_dim: int = LATENT_DIM, classes: int = len(EXPRESSIONS)):
+        super().__init__()
+        self.expression = nn.Linear(expression_dims, classes)
+        self.adversary = nn.Sequential(nn.Linear(latent_dim - expression_dims, 128), nn.LeakyReLU(0.2),
+                                       nn.Linear(128, classes))
+
+
 class Critic(nn.Module):
     """LSGAN discriminator (patch scores). `features` returns intermediate maps for the learned
     perceptual loss (Larsen et al.: match the critic's features instead of VGG's)."""

@@ -46,6 +46,29 @@ class TrainConfig:
     # Expression-aware perceptual loss (0 = off): L1 between the frozen expression classifier's
     # features (each layer normalised by the photo's mean magnitude) of reconstruction and photo.
     expression_feature_weight: float = 0.0
+    # VAE-GAN (Larsen et al.; 0 = off): an LSGAN critic trained beside the VAE judges its
+    # reconstructions; the decoder gets `vae_gan_weight` x the critic's score and
+    # `vae_critic_feature_weight` x the L1 between the critic's features of reconstruction and
+    # photo (the learned similarity), which rewards the sharp detail that L1 averages away.
+    vae_gan_weight: float = 0.0
+    vae_critic_feature_weight: float = 0.0
+    vae_critic_lr: float = 2e-4
+    # Split code (Browatzki & Wallraven; 0 = off): the last `expression_dims` entries of the code
+    # hold the expression, the rest the person. Each step also draws `swap_batch` same-person
+    # pairs (neutral, expressive) from `neutralizer_datasets` and decodes the person part of one
+    # with the expression part of the other, which must give the other photo (`swap_weight`);
+    # neutral photos' expression part is pulled to 0 (`neutral_expression_weight`), so that it
+    # holds what differs from neutral rather than who it is.
+    expression_dims: int = 0
+    swap_weight: float = 1.0
+    swap_batch: int = 8
+    neutral_expression_weight: float = 0.0
+    # With a split code and the labelled sets: cross-entropy of the expression read off the
+    # expression part (`expression_code_weight`), and Oldfield et al.'s uniform-posterior loss
+    # (`uniform_posterior_weight`): an adversary reads the expression off the person part and
+    # the encoder is trained to leave it guessing uniformly.
+    expression_code_weight: float = 0.0
+    uniform_posterior_weight: float = 0.0
     classifier_steps: int = 3000
     classifier_lr: float = 1e-3
     classifier_batch_size: int = 64
@@ -135,6 +158,27 @@ def forward_rows(net, crops: np.ndarray, rows, device: torch.device, batch: int 
     """`net` on the cache's `rows`, a batch at a time (the crops are memory-mapped), as one array."""
     return np.concatenate([net(to_tensor(np.asarray(crops[rows[i:i + batch]]), device)).cpu().numpy()
                            for i in range(0, len(rows), batch)])
+
+
+class PairSampler:
+    """Same-person (neutral, expressive) photo pairs of one session, both flipped alike."""
+
+    def __init__(self, crops: np.ndarray, groups: dict, seed: int):
+        self.crops = crops
+        self.groups = [(np.asarray(g["neutral"]), np.asarray(g["expressive"])) for g in groups.values()
+                       if g["expressive"]]
+        if not self.groups:
+            raise ValueError("expression_dims needs people with neutral and expressive photos in "
+                             "neutralizer_datasets (train split)")
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        picks = [self.groups[i] for i in self.rng.integers(len(self.groups), size=n)]
+        neutral = np.stack([self.crops[self.rng.choice(g[0])] for g in picks])
+        expressive = np.stack([self.crops[self.rng.choice(g[1])] for g in picks])
+        flip = self.rng.random(n) < 0.5
+        neutral[flip], expressive[flip] = neutral[flip, :, ::-1], expressive[flip, :, ::-1]
+        return neutral, expressive
 
 
 def make_sampler(cfg: TrainConfig, split: str = "train", cache: str | None = None) -> ImageSampler:
@@ -252,25 +296,65 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     batchnorm = any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.vae_lr)
     classifier = load_classifier(run, device) if cfg.expression_feature_weight else None
+    adversarial = bool(cfg.vae_gan_weight or cfg.vae_critic_feature_weight)
+    critic = nets.Critic().to(device) if adversarial else None
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.vae_critic_lr, betas=(0.5, 0.999)) if adversarial else None
     if state:
         enc.load_state_dict(state["encoder"])
         dec.load_state_dict(state["decoder"])
         opt.load_state_dict(state["opt"])
+        if adversarial and "critic" in state:
+            critic.load_state_dict(state["critic"]); opt_d.load_state_dict(state["opt_d"])
         step = state["step"]
         sampler.rng = np.random.default_rng(cfg.seed + step)
+    pairs = heads = None
+    split_at = nets.LATENT_DIM - cfg.expression_dims
+    if cfg.expression_dims:
+        crops, labels = load_cache(cfg.cache)
+        pairs = PairSampler(crops, neutral_pairs(labels, "train", tuple(cfg.neutralizer_datasets)), cfg.seed + step + 1)
+        if cfg.expression_code_weight or cfg.uniform_posterior_weight:
+            rows, classes = expression_rows(labels, "train")
+            row_class = np.full(len(crops), -1, np.int64)  # -1: no basic-expression label
+            row_class[rows] = classes
+            heads = nets.CodeHeads(cfg.expression_dims).to(device)
+            opt_heads = torch.optim.Adam(heads.parameters(), lr=cfg.vae_lr)
+            if state and "heads" in state:
+                heads.load_state_dict(state["heads"]); opt_heads.load_state_dict(state["opt_heads"])
     log = CsvLog(run / "vae_log.csv")
     weight = face_weight(device, expression=cfg.expression_weight)
+
+    def reconstruction(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        loss = weighted_l1(y, x, weight) + cfg.ssim_weight * ssim_loss(y, x)
+        if classifier is not None:
+            loss = loss + cfg.expression_feature_weight * expression_feature_loss(classifier, y, x)
+        return loss
+
     enc.train(), dec.train()
     start, acc = time.time(), {"l1": 0.0, "ssim": 0.0, "kl": 0.0}
     if classifier is not None:
         acc["expression"] = 0.0
+    if adversarial:
+        acc.update(critic_feature=0.0, g_gan=0.0, d_real=0.0, d_fake=0.0)
+    if pairs is not None:
+        acc.update(swap=0.0, neutral_expression=0.0)
+    if heads is not None:
+        acc.update(code_expression=0.0, code_adversary=0.0)
+
+    def save():
+        extra = {"critic": critic.state_dict(), "opt_d": opt_d.state_dict()} if adversarial else {}
+        if heads is not None:
+            extra.update(heads=heads.state_dict(), opt_heads=opt_heads.state_dict())
+        _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
+              encoder_batchnorm=batchnorm, **extra)
+
     task = progress.add_task("vae", total=cfg.vae_steps, completed=step) if progress else None
     while step < cfg.vae_steps and not _time_up(start, cfg):
         # Cosine decay of the learning rate over the stage's steps.
         lr = cfg.vae_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x = to_tensor(sampler(cfg.batch_size), device)
+        batch, pos = sampler.draw(cfg.batch_size)
+        x = to_tensor(batch, device)
         mu, logvar = enc(x)
         y = dec(nets.reparameterize(mu, logvar))
         l1 = weighted_l1(y, x, weight)
@@ -282,9 +366,46 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
             expr = expression_feature_loss(classifier, y, x)
             loss = loss + cfg.expression_feature_weight * expr
             acc["expression"] += expr.item()
+        if pairs is not None:
+            xn, xe = (to_tensor(b, device) for b in pairs(cfg.swap_batch))
+            mu_p, logvar_p = enc(torch.cat([xn, xe]))
+            zn_, ze_ = nets.reparameterize(mu_p, logvar_p).chunk(2)
+            mixed = torch.cat([torch.cat([zn_[:, :split_at], ze_[:, split_at:]], 1),  # -> the expressive photo
+                               torch.cat([ze_[:, :split_at], zn_[:, split_at:]], 1)])  # -> the neutral photo
+            swap = reconstruction(dec(mixed), torch.cat([xe, xn]))
+            neutral_expr = mu_p[:len(xn), split_at:].pow(2).mean()
+            loss = loss + cfg.swap_weight * swap + cfg.neutral_expression_weight * neutral_expr
+            acc["swap"] += swap.item(); acc["neutral_expression"] += neutral_expr.item()
+        adversary_loss = None
+        if heads is not None:
+            target = torch.from_numpy(row_class[sampler.rows[pos]]).to(device)
+            if (target >= 0).any():
+                code_expr = F.cross_entropy(heads.expression(mu[:, split_at:]), target, ignore_index=-1)
+                # Uniform posterior: cross-entropy of the adversary's guess against 1/C for every class.
+                guess = F.log_softmax(heads.adversary(mu[:, :split_at]), 1)
+                uniform = -guess.mean(1).mean() - math.log(guess.shape[1])
+                loss = loss + cfg.expression_code_weight * code_expr + cfg.uniform_posterior_weight * uniform
+                adversary_loss = F.cross_entropy(heads.adversary(mu[:, :split_at].detach()), target, ignore_index=-1)
+                acc["code_expression"] += code_expr.item(); acc["code_adversary"] += adversary_loss.item()
+        if adversarial:
+            # Critic first (real -> 1, reconstruction -> 0), then the decoder's terms against it.
+            d_real, d_fake = critic_update(critic, opt_d, x, [y])
+            g_gan, feat = critic_terms(critic, y, x)
+            loss = loss + cfg.vae_gan_weight * g_gan + cfg.vae_critic_feature_weight * feat
+            acc["critic_feature"] += feat.item(); acc["g_gan"] += g_gan.item()
+            acc["d_real"] += d_real.item(); acc["d_fake"] += d_fake.item()
         opt.zero_grad(set_to_none=True)
+        if heads is not None:
+            opt_heads.zero_grad(set_to_none=True)
         loss.backward()
+        if adversary_loss is not None:
+            # The adversary learns only to read the person part, not to be fooled.
+            for p in heads.adversary.parameters():
+                p.grad = None
+            adversary_loss.backward()
         opt.step()
+        if heads is not None:
+            opt_heads.step()
         step += 1
         acc["l1"] += l1.item(); acc["ssim"] += ss.item(); acc["kl"] += kl.item()
         if step % cfg.log_every == 0:
@@ -295,11 +416,30 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         if progress:
             progress.update(task, completed=step)
         if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
-            _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
-                  encoder_batchnorm=batchnorm)
-    _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
-          encoder_batchnorm=batchnorm)
+            save()
+    save()
     return ckpt
+
+
+def critic_update(critic: nets.Critic, opt_d: torch.optim.Optimizer, real: torch.Tensor,
+                  fakes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSGAN critic step: real -> 1, each (detached) fake -> 0 (StoicNet eq. 6)."""
+    d_real = (critic(real) - 1).pow(2).mean()
+    d_fake = sum(critic(f.detach()).pow(2).mean() for f in fakes) / len(fakes)
+    opt_d.zero_grad(set_to_none=True)
+    (0.5 * (d_real + d_fake)).backward()
+    opt_d.step()
+    return d_real, d_fake
+
+
+def critic_terms(critic: nets.Critic, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generator's LSGAN term and the L1 between the critic's features of `fake` and `real`
+    (Larsen et al.'s learned similarity, in place of a pretrained VGG)."""
+    real_feats = [f.detach() for f in critic.features(real)]
+    fake_feats = critic.features(fake)
+    g_gan = (critic.out(fake_feats[-1]) - 1).pow(2).mean()
+    feat = sum((a - b).abs().mean() for a, b in zip(fake_feats, real_feats)) / len(real_feats)
+    return g_gan, feat
 
 
 def expression_feature_loss(classifier: nets.ExpressionClassifier, y: torch.Tensor,
@@ -481,16 +621,9 @@ def train_enhancer(cfg: TrainConfig, device: torch.device, progress=None) -> Pat
         rec = weighted_l1(sharp, x, weight) + cfg.ssim_weight * ssim_loss(sharp, x)
         adversarial = step >= cfg.enhancer_warmup_steps
         if adversarial:
-            # Critic: real -> 1, decoder and enhancer outputs -> 0 (LSGAN, StoicNet eq. 6).
-            d_real = (critic(x) - 1).pow(2).mean()
-            d_fake = 0.5 * (critic(blurry_up).pow(2).mean() + critic(sharp.detach()).pow(2).mean())
-            opt_d.zero_grad(set_to_none=True)
-            (0.5 * (d_real + d_fake)).backward()
-            opt_d.step()
-            real_feats = [f.detach() for f in critic.features(x)]
-            fake_feats = critic.features(sharp)
-            g_gan = (critic.out(fake_feats[-1]) - 1).pow(2).mean()
-            feat = sum((a - b).abs().mean() for a, b in zip(fake_feats, real_feats)) / len(real_feats)
+            # Critic: real -> 1, decoder and enhancer outputs -> 0.
+            d_real, d_fake = critic_update(critic, opt_d, x, [blurry_up, sharp])
+            g_gan, feat = critic_terms(critic, sharp, x)
             loss = (1 - cfg.gan_weight) * (rec + cfg.feature_weight * feat) + cfg.gan_weight * g_gan
             acc["g_gan"] += g_gan.item(); acc["feat"] += feat.item()
             acc["d_real"] += d_real.item(); acc["d_fake"] += d_fake.item()
