@@ -10,10 +10,9 @@ Prints one path per line; pair them with the Taiwanese validation neutral photos
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from stoic_cli.evaluation.judges import ExpressionJudge, smile
-from stoic_cli.images import load_photo
+from stoic_cli.evaluation.judges import smile
+from stoic_cli.evaluation.reference_sets import judged_photos
 from stoic_cli.train.data import load_cache
 
 
@@ -27,15 +26,12 @@ def main() -> None:
     rows = [r for r in labels if r["dataset"] == "lfw_expressions" and r["split"] == "val"
             and r["expression"] == "happiness"]
     best: dict[str, tuple[float, str]] = {}
-    with ExpressionJudge() as judge:
-        for r in rows:
-            path = str(Path(args.datasets) / r["source"])
-            bs = judge.blendshapes(load_photo(path).rgb)
-            if not bs or bs["jawOpen"] >= 0.08:
-                continue
-            strength = smile(bs)
-            if strength >= 0.5 and (r["person"] not in best or strength > best[r["person"]][0]):
-                best[r["person"]] = (strength, path)
+    for r, path, bs in judged_photos(rows, args.datasets):
+        if bs["jawOpen"] >= 0.08:
+            continue
+        strength = smile(bs)
+        if strength >= 0.5 and (r["person"] not in best or strength > best[r["person"]][0]):
+            best[r["person"]] = (strength, str(path))
     ranked = sorted(best.values(), key=lambda t: -t[0])
     for _, path in ranked[::4][:args.count]:
         print(path)

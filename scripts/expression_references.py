@@ -11,10 +11,9 @@ then:  stoic eval transfer $(for f in OUT_DIR/*; do case $f in *_neutral*) ;; *)
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from pathlib import Path
 
+from stoic_cli.evaluation.reference_sets import link_photo
 from stoic_cli.train.data import load_cache
 
 EXPRESSIONS = ("surprise", "anger", "sadness", "disgust", "fear")
@@ -36,13 +35,8 @@ def main() -> None:
             for k, r in enumerate([r for r in mine if r["expression"] == expression][:count]):
                 source = (Path(args.datasets) / r["source"]).resolve()
                 link = args.out_dir / f"{person.replace(':', '')}_{expression}{k + 1}{source.suffix}"
-                if link.exists() or link.is_symlink():
-                    continue
-                try:
-                    os.symlink(source, link)
-                except OSError:  # no symlinks here (some Windows setups): copy
-                    shutil.copyfile(source, link)
-                print(link)
+                if link_photo(source, link):
+                    print(link)
 
 
 if __name__ == "__main__":

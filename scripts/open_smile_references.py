@@ -11,24 +11,12 @@ then:  stoic eval transfer $(for f in OUT_DIR/*_smiling*; do echo --refs $f; don
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
 from pathlib import Path
 
-from stoic_cli.evaluation.judges import ExpressionJudge, smile
-from stoic_cli.images import load_photo
+from stoic_cli.evaluation.judges import smile
+from stoic_cli.evaluation.reference_sets import judged_photos, link_photo
 from stoic_cli.train.data import load_cache
-
-
-def link(source: Path, target: Path) -> None:
-    if target.exists() or target.is_symlink():
-        return
-    try:
-        os.symlink(source.resolve(), target)
-    except OSError:  # no symlinks here (some Windows setups): copy
-        shutil.copyfile(source, target)
-    print(target)
 
 
 def main() -> None:
@@ -43,26 +31,23 @@ def main() -> None:
             and r["expression"] in ("happiness", "neutral")]
     smiles: dict[str, tuple[float, Path]] = {}
     neutrals: dict[str, Path] = {}
-    with ExpressionJudge() as judge:
-        for r in rows:
-            path = Path(args.datasets) / r["source"]
-            bs = judge.blendshapes(load_photo(path).rgb)
-            if not bs:
-                continue
-            strength = smile(bs)
-            if r["expression"] == "happiness" and strength >= 0.5 and bs["jawOpen"] >= 0.15:
-                if r["person"] not in smiles or strength > smiles[r["person"]][0]:
-                    smiles[r["person"]] = (strength, path)
-            elif r["expression"] == "neutral" and strength < 0.1 and bs["jawOpen"] < 0.08:
-                neutrals.setdefault(r["person"], path)
+    for r, path, bs in judged_photos(rows, args.datasets):
+        strength = smile(bs)
+        if r["expression"] == "happiness" and strength >= 0.5 and bs["jawOpen"] >= 0.15:
+            if r["person"] not in smiles or strength > smiles[r["person"]][0]:
+                smiles[r["person"]] = (strength, path)
+        elif r["expression"] == "neutral" and strength < 0.1 and bs["jawOpen"] < 0.08:
+            neutrals.setdefault(r["person"], path)
     others = [(p, path) for p, path in sorted(neutrals.items()) if p not in smiles]
     random.Random(0).shuffle(others)
     name = lambda person: person.split(":")[-1].replace("_", "")  # one token: the eval's person id
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for person, (_, path) in sorted(smiles.items(), key=lambda t: -t[1][0]):
-        link(path, args.out_dir / f"{name(person)}_smiling{path.suffix}")
-    for person, path in others[:args.inputs]:
-        link(path, args.out_dir / f"{name(person)}_neutral{path.suffix}")
+    chosen = [(person, path, "smiling") for person, (_, path) in sorted(smiles.items(), key=lambda t: -t[1][0])]
+    chosen += [(person, path, "neutral") for person, path in others[:args.inputs]]
+    for person, path, kind in chosen:
+        target = args.out_dir / f"{name(person)}_{kind}{path.suffix}"
+        if link_photo(path, target):
+            print(target)
 
 
 if __name__ == "__main__":

@@ -305,3 +305,13 @@ def test_eval_cli_commands(tiny_models, cli_detector, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["evaluated"] == 1 and report["counts"]["same_person_skipped"] == 1
     assert (out / "contact_sheet.png").is_file()
+
+
+def test_link_photo_links_once_and_leaves_an_existing_name_alone(tmp_path):
+    from stoic_cli.evaluation.reference_sets import link_photo
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"first"); b.write_bytes(b"second")
+    target = tmp_path / "set" / "p1_smiling.jpg"
+    target.parent.mkdir()
+    assert link_photo(a, target) and target.read_bytes() == b"first"
+    assert not link_photo(b, target) and target.read_bytes() == b"first"
