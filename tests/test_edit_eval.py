@@ -144,6 +144,14 @@ def test_summaries_on_synthetic_rows():
     t = summarise_transfer(rows)
     assert t["expression_progress"]["mean"] == pytest.approx(0.7) and t["expression_progress"]["at_bar"]["rate"] == 0.5
     assert t["per_reference"][1]["expression_progress"]["mean"] == pytest.approx(0.5)
+    assert all(st["n"] == 0 for st in t["stages"].values())  # rows written before the crop stages
+    rows[0]["crop_smile"] = {"in": 0.0, "ref": 0.8, "reconstruction": 0.4, "decoded": 0.2, "pasted": 0.6}
+    rows[1]["crop_smile"] = {"in": 0.1, "ref": 0.15, "reconstruction": 0.1, "decoded": 0.1, "pasted": 0.1}
+    stages = summarise_transfer(rows)["stages"]
+    assert {k: (v["n"], v["mean"]) for k, v in stages.items()} == {  # row 1's gap is too small to count
+        "reconstruction": (1, pytest.approx(0.5)), "decoded": (1, pytest.approx(0.25)),
+        "pasted": (1, pytest.approx(0.75))}
+    assert stages["pasted"]["at_bar"]["rate"] == 1.0 and stages["decoded"]["at_bar"]["rate"] == 0.0
 
     amounts = [-1.0, 0.0, 1.0]
     edits = [{"score": [0.1, 0.2, 0.4], "smile": [0.1, 0.2, 0.4], "monotonic": True, "rise": 0.3,
@@ -247,6 +255,13 @@ def test_transfer_end_to_end_known_answers(pipeline, judges, tmp_path):
     assert json.loads((out / "report.json").read_text())["counts"]["evaluated"] == 5
     assert "smile progress >= 0.7" in (out / "report.md").read_text()
     assert report["expression_progress"]["n"] >= 3 and "whole-expression progress" in (out / "report.md").read_text()
+    # The crops: the smiling references read as smiling, and a zero change pastes back the input's crop.
+    for r in report["rows"]:
+        c = r["crop_smile"]
+        assert c["pasted"] == pytest.approx(c["in"], abs=1e-6)
+    assert sum(r["crop_smile"]["ref"] > r["crop_smile"]["in"] + 0.1 for r in report["rows"]) >= 3
+    assert report["stages"]["pasted"]["n"] >= 3 and report["stages"]["pasted"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert "Where the smile goes" in (out / "report.md").read_text()
     sheet = np.asarray(Image.open(out / "contact_sheet.png"))
     assert sheet.shape[0] > 5 * 160 and sheet.shape[1] >= 3 * 160
 

@@ -177,3 +177,25 @@ def test_split_code_heads_and_critic_are_logged_and_resume(toy_cache, tmp_path):
         for column in ("swap", "neutral_expression", "code_expression", "code_adversary", "critic_feature",
                        "g_gan", "d_real", "d_fake"):
             assert np.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)
+
+
+def test_cross_swap_trains_the_decoder_only_and_is_logged(toy_cache, tmp_path):
+    torch.manual_seed(0)
+    enc, dec = nets.Encoder(), nets.Decoder()
+    enc.eval()  # batch-norm statistics stay put, so only a weight change could move the encoder
+    mu_n, mu_e = torch.randn(3, nets.LATENT_DIM), torch.randn(3, nets.LATENT_DIM)
+    loss = trainer.cross_swap_loss(enc, dec, mu_n, mu_e, nets.LATENT_DIM - 16)
+    loss.backward()
+    assert loss.item() > 0
+    assert all(p.grad is None for p in enc.parameters())  # the encoder judges, it does not learn
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
+
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                              expression_dims=16, swap_batch=2, cross_swap_weight=1.0, kl_ramp_steps=0,
+                              checkpoint_every=1, log_every=1, threads=1, oversample={},
+                              neutralizer_datasets=["taiwanese"])
+    trainer.train_vae(cfg, CPU)
+    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [1, 2]
+    assert all(np.isfinite(float(r["cross_swap"])) and float(r["cross_swap"]) > 0 for r in log)

@@ -155,7 +155,9 @@ def transfer(
     share >= 0.7. Whole-expression progress, for any expression: the same ratio for the vector
     of expression blendshapes (no blinks or gaze), along the line from the input's to the
     reference's. Identity: dlib distance of the output to the input (same person below 0.6),
-    and to the reference. Largest face of each photo.
+    and to the reference. Largest face of each photo. Where a smile is lost: the same smile
+    progress on the aligned crops, for the reference's reconstruction, the transfer code
+    decoded and the output after paste-back.
 
     [bold]Examples[/]
 

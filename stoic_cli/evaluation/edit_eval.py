@@ -10,6 +10,11 @@ onto each input photo of a *different* person. Two numbers per (reference, input
 - identity: dlib distance of the output to the input photo; same person below 0.6. Also the
   distance to the reference, which should stay above 0.6 (the expression, not the face, moves).
 
+Where a smile is lost, on the aligned crops the models see (TRANSFER_STAGES): the same
+progress ratio, from the input's crop to the reference's crop, for the reference's own
+reconstruction (what the VAE keeps of it), the transfer code decoded (what the displacement
+gives on another person's code) and the output's crop (after paste-back and motion).
+
 Edit: each input photo is edited with one attribute at several amounts. Per face, the
 attribute's blendshape measure (smile: mean of mouthSmileLeft/Right; surprise: jawOpen and
 browInnerUp, checked on their mean; anything else: the expression intensity) should not fall as
@@ -37,6 +42,10 @@ from stoic_cli.images import load_photo, save_rgb
 SMILE_GAP = 0.1  # S(ref) - S(in) must exceed this for the progress ratio to mean anything
 PROGRESS_BAR = 0.7  # a transfer "arrives" when it reaches 70 % of the reference's smile
 MONOTONIC_TOL = 0.01  # a step down this small is a flat step, not a reversal
+CROP_JUDGE_SIZE = 256  # aligned crops are judged upscaled: MediaPipe's detector wants more pixels
+TRANSFER_STAGES = (("reconstruction", "the reference's reconstruction"),
+                   ("decoded", "transfer code, decoded"),
+                   ("pasted", "output, after paste-back and motion"))
 
 
 # --------------------------------------------------------------------------- pure measures
@@ -182,6 +191,24 @@ def _look(rgb: np.ndarray, identity, expression, box=None) -> _Look:
     return _Look(descriptor, found_box, bs, _thumb(rgb, _face_region(found_box if box is None else box, rgb.shape)))
 
 
+def _crop_smile(crop: np.ndarray, expression) -> float | None:
+    """MediaPipe's smile on an aligned crop (float or uint8, 0..255)."""
+    import cv2
+
+    img = np.clip(np.asarray(crop, np.float32), 0, 255).astype(np.uint8)
+    img = cv2.resize(img, (CROP_JUDGE_SIZE, CROP_JUDGE_SIZE), interpolation=cv2.INTER_CUBIC)
+    return smile(expression.blendshapes(img))
+
+
+def _crop_and_codes(pipeline, photo, face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face's encoder-sized aligned crop, its code and its neutral code as the job uses them."""
+    from stoic_cli.alignment import align_face
+
+    crop, _ = align_face(photo.rgb, face.landmarks, pipeline.size)
+    z, zn = pipeline.codes(crop[None])
+    return crop, z, zn
+
+
 def _dist(a, b) -> float | None:
     return None if a is None or b is None else float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
 
@@ -231,7 +258,7 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
-    from stoic_cli.latent import transfer_edit
+    from stoic_cli.latent import transfer_codes, transfer_edit
 
     def advance(n: int = 1):
         for _ in range(n if tick else 0):
@@ -243,10 +270,12 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
         try:
             photo = load_photo(path)
             expression_of_ref = pipeline.reference_expression(photo)  # (displacement, motion)
+            crop, z, _ = _crop_and_codes(pipeline, photo, pipeline.find_faces(photo, largest=True)[0][0])
         except Exception as exc:  # one unusable reference must not end the evaluation
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
-        refs.append((path, expression_of_ref, _look(photo.rgb, identity, expression)))
+        crop_smiles = (_crop_smile(crop, expression), _crop_smile(pipeline.models.decode(z)[0], expression))
+        refs.append((path, expression_of_ref, _look(photo.rgb, identity, expression), crop_smiles))
     n_failed_refs = len(references) - len(refs)
 
     rows, thumbs, same_person = [], [], 0
@@ -260,15 +289,18 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             continue
         advance(n_failed_refs)
         look_in = None
-        for r, (ref_path, (displacement, motion), look_ref) in enumerate(refs):
+        for r, (ref_path, (displacement, motion), look_ref, (c_ref, c_rec)) in enumerate(refs):
             if _same_file(ref_path, in_path) or person_of(ref_path) == person_of(in_path):
                 same_person += 1
                 advance()
                 continue
             if look_in is None:  # judged only once it is needed
                 look_in = _look(photo.rgb, identity, expression)
+                crop_in, _, zn_in = _crop_and_codes(pipeline, photo, faces[0])
+                c_in = _crop_smile(crop_in, expression)
             try:
                 result = pipeline.apply(photo, faces, transfer_edit(displacement, motion, alpha))
+                decoded = pipeline.models.decode(transfer_codes(zn_in, displacement, alpha).astype(np.float32))[0]
             except Exception as exc:
                 failures.append({"reference": str(ref_path), "input": str(in_path),
                                  "error": str(exc) or type(exc).__name__})
@@ -294,6 +326,9 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
                 "id_out_vs_ref": _dist(look_out.descriptor, look_ref.descriptor),
                 "id_in_vs_ref": _dist(look_in.descriptor, look_ref.descriptor),
                 "output": str(saved) if saved else None,
+                "crop_smile": {"in": c_in, "ref": c_ref, "reconstruction": c_rec,
+                               "decoded": _crop_smile(decoded, expression),
+                               "pasted": _crop_smile(result.faces[0].edited_crop, expression)},
             })
             thumbs.append((look_in.thumb, look_ref.thumb, look_out.thumb))
             advance()
@@ -352,9 +387,18 @@ def summarise_transfer(rows: Sequence[dict], bar: float = PROGRESS_BAR) -> dict:
         "intensity": {k: _stat(r[f"intensity_{k}"] for r in rows) for k in ("in", "ref", "out")},
         "identity": identity,
         "per_reference": per_reference,
+        "stages": transfer_stages(rows, bar),
         "bars": {"smile_progress_at_bar": progress["at_bar"]["rate"],
                  "identity_kept": identity["same_person_out_vs_in"]["rate"]},
     }
+
+
+def transfer_stages(rows: Sequence[dict], bar: float = PROGRESS_BAR, min_gap: float = SMILE_GAP) -> dict:
+    """Crop-level smile progress at each of TRANSFER_STAGES (rows without `crop_smile`, written
+    before it existed, count as unmeasured)."""
+    crops = [r.get("crop_smile") or {} for r in rows]
+    return {stage: progress_summary((smile_progress(c.get("in"), c.get(stage), c.get("ref"), min_gap) for c in crops), bar)
+            for stage, _ in TRANSFER_STAGES}
 
 
 def transfer_markdown(report: dict) -> str:
@@ -391,6 +435,15 @@ def transfer_markdown(report: dict) -> str:
               f"| | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|",
               f"| whole-expression progress | {_f(w['mean'], True)} | {_f(w['median'], True)} | "
               f"{_f(w['at_bar']['rate'], True)} | {w['n']} |"]
+    lines += ["", "## Where the smile goes (aligned crops)", "",
+              "The same smile progress measured on the aligned crops the models see, from the input's "
+              "crop to the reference's, at each stage of the transfer.", "",
+              f"| stage | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|"]
+    for stage, label in TRANSFER_STAGES:
+        st = report.get("stages", {}).get(stage)
+        if st:
+            lines.append(f"| {label} | {_f(st['mean'], True)} | {_f(st['median'], True)} | "
+                         f"{_f(st['at_bar']['rate'], True)} | {st['n']} |")
     lines += ["", "## Identity (dlib distance)", "",
               "| comparison | mean | median | below threshold | n |", "|---|---:|---:|---:|---:|"]
     for key, rate_key, label in (("id_out_vs_in", "same_person_out_vs_in", "output vs input (should be low)"),

@@ -69,6 +69,12 @@ class TrainConfig:
     # the encoder is trained to leave it guessing uniformly.
     expression_code_weight: float = 0.0
     uniform_posterior_weight: float = 0.0
+    # With a split code: swaps across people (0 = off). The person parts of the batch's photos
+    # are decoded with the expression parts of the pairs' expressive photos, and the encoder, as
+    # a fixed judge, must read both parts back from those faces (squared error), so the decoder
+    # renders an expression part the same way whoever wears it: a transfer adds one person's
+    # displacement to another's code.
+    cross_swap_weight: float = 0.0
     classifier_steps: int = 3000
     classifier_lr: float = 1e-3
     classifier_batch_size: int = 64
@@ -337,6 +343,8 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         acc.update(critic_feature=0.0, g_gan=0.0, d_real=0.0, d_fake=0.0)
     if pairs is not None:
         acc.update(swap=0.0, neutral_expression=0.0)
+        if cfg.cross_swap_weight:
+            acc["cross_swap"] = 0.0
     if heads is not None:
         acc.update(code_expression=0.0, code_adversary=0.0)
 
@@ -376,6 +384,11 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
             neutral_expr = mu_p[:len(xn), split_at:].pow(2).mean()
             loss = loss + cfg.swap_weight * swap + cfg.neutral_expression_weight * neutral_expr
             acc["swap"] += swap.item(); acc["neutral_expression"] += neutral_expr.item()
+            if cfg.cross_swap_weight:
+                # the batch's people (LFW's too) wearing the pairs' expressions
+                cross = cross_swap_loss(enc, dec, mu, mu_p[len(xn):], split_at)
+                loss = loss + cfg.cross_swap_weight * cross
+                acc["cross_swap"] += cross.item()
         adversary_loss = None
         if heads is not None:
             target = torch.from_numpy(row_class[sampler.rows[pos]]).to(device)
@@ -419,6 +432,19 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
             save()
     save()
     return ckpt
+
+
+def cross_swap_loss(enc: nets.Encoder, dec: nets.Decoder, mu_people: torch.Tensor,
+                    mu_expressions: torch.Tensor, split_at: int) -> torch.Tensor:
+    """Row i's person part (`mu_people`, any photos) decoded with row i's expression part
+    (`mu_expressions`, expressive photos of other people); the encoder, with its weights held
+    fixed so that only the decoder learns from this, must read both parts back from the
+    decoded face."""
+    n = min(len(mu_people), len(mu_expressions))
+    target = torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach()
+    fixed = {k: v.detach() for k, v in list(enc.named_parameters()) + list(enc.named_buffers())}
+    read, _ = torch.func.functional_call(enc, fixed, (dec(target),))
+    return (read - target).pow(2).mean()
 
 
 def critic_update(critic: nets.Critic, opt_d: torch.optim.Optimizer, real: torch.Tensor,
