@@ -25,6 +25,16 @@ class NoFaceError(Exception):
 
 
 @dataclass
+class Reference:
+    """A transfer reference's expression (see Pipeline.read_reference), with the aligned crop
+    and its reconstruction it was read from (for measuring where an expression is lost)."""
+    displacement: np.ndarray  # (1, latent_dim)
+    motion: np.ndarray  # crop-space flow, fractions of the side
+    crop: np.ndarray  # uint8 aligned crop, encoder-sized
+    reconstruction: np.ndarray  # float, its own code decoded
+
+
+@dataclass
 class FaceEdit:
     face: Face
     crop: np.ndarray  # uint8 aligned input crop
@@ -256,9 +266,15 @@ class Pipeline:
 
     def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """The expression of the photo's largest usable face, for transfer (LEED): its latent
-        displacement from its own neutral code ((1, latent_dim)), and its motion (a crop-space
-        flow in fractions of the side, see Edit): how the decoded neutral face moves into the
-        decoded face. Raises NoFaceError.
+        displacement from its own neutral code ((1, latent_dim)) and its motion (see
+        read_reference). Raises NoFaceError."""
+        ref = self.read_reference(photo)
+        return ref.displacement, ref.motion
+
+    def read_reference(self, photo: Photo) -> Reference:
+        """The photo's largest usable face as a transfer reference: its displacement from its
+        own neutral code, and its motion (a crop-space flow in fractions of the side, see Edit):
+        how the decoded neutral face moves into the decoded face. Raises NoFaceError.
 
         The plain neutral code: taking the neutralizer's pull back here too would also shrink
         the expression the displacement carries (on validation pairs 54 % instead of 71 % of
@@ -267,7 +283,7 @@ class Pipeline:
         crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
         z, zn = self.codes(crop[None], correction=0.0)
         own, neutral = self.models.decode(np.concatenate([z, zn]).astype(np.float32))
-        return expression_displacement(z, zn), estimate_flow(neutral, own)
+        return Reference(expression_displacement(z, zn), estimate_flow(neutral, own), crop, own)
 
     def apply(self, photo: Photo, faces: list[Face], edit: Edit | LatentEdit) -> EditResult:
         edit = edit if isinstance(edit, Edit) else Edit(edit)

@@ -200,15 +200,6 @@ def _crop_smile(crop: np.ndarray, expression) -> float | None:
     return smile(expression.blendshapes(img))
 
 
-def _crop_and_codes(pipeline, photo, face) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The face's encoder-sized aligned crop, its code and its neutral code as the job uses them."""
-    from stoic_cli.alignment import align_face
-
-    crop, _ = align_face(photo.rgb, face.landmarks, pipeline.size)
-    z, zn = pipeline.codes(crop[None])
-    return crop, z, zn
-
-
 def _dist(a, b) -> float | None:
     return None if a is None or b is None else float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
 
@@ -258,6 +249,7 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
+    from stoic_cli.alignment import align_face
     from stoic_cli.latent import transfer_codes, transfer_edit
 
     def advance(n: int = 1):
@@ -269,13 +261,12 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
     for path in references:
         try:
             photo = load_photo(path)
-            expression_of_ref = pipeline.reference_expression(photo)  # (displacement, motion)
-            crop, z, _ = _crop_and_codes(pipeline, photo, pipeline.find_faces(photo, largest=True)[0][0])
+            ref = pipeline.read_reference(photo)
         except Exception as exc:  # one unusable reference must not end the evaluation
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
-        crop_smiles = (_crop_smile(crop, expression), _crop_smile(pipeline.models.decode(z)[0], expression))
-        refs.append((path, expression_of_ref, _look(photo.rgb, identity, expression), crop_smiles))
+        crop_smiles = (_crop_smile(ref.crop, expression), _crop_smile(ref.reconstruction, expression))
+        refs.append((path, (ref.displacement, ref.motion), _look(photo.rgb, identity, expression), crop_smiles))
     n_failed_refs = len(references) - len(refs)
 
     rows, thumbs, same_person = [], [], 0
@@ -296,7 +287,8 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
                 continue
             if look_in is None:  # judged only once it is needed
                 look_in = _look(photo.rgb, identity, expression)
-                crop_in, _, zn_in = _crop_and_codes(pipeline, photo, faces[0])
+                crop_in, _ = align_face(photo.rgb, faces[0].landmarks, pipeline.size)
+                zn_in = pipeline.codes(crop_in[None])[1]  # the neutral code as the job uses it
                 c_in = _crop_smile(crop_in, expression)
             try:
                 result = pipeline.apply(photo, faces, transfer_edit(displacement, motion, alpha))
@@ -440,10 +432,9 @@ def transfer_markdown(report: dict) -> str:
               "crop to the reference's, at each stage of the transfer.", "",
               f"| stage | mean | median | >= {bar:g} | n |", "|---|---:|---:|---:|---:|"]
     for stage, label in TRANSFER_STAGES:
-        st = report.get("stages", {}).get(stage)
-        if st:
-            lines.append(f"| {label} | {_f(st['mean'], True)} | {_f(st['median'], True)} | "
-                         f"{_f(st['at_bar']['rate'], True)} | {st['n']} |")
+        st = report["stages"][stage]
+        lines.append(f"| {label} | {_f(st['mean'], True)} | {_f(st['median'], True)} | "
+                     f"{_f(st['at_bar']['rate'], True)} | {st['n']} |")
     lines += ["", "## Identity (dlib distance)", "",
               "| comparison | mean | median | below threshold | n |", "|---|---:|---:|---:|---:|"]
     for key, rate_key, label in (("id_out_vs_in", "same_person_out_vs_in", "output vs input (should be low)"),
