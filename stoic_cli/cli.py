@@ -526,8 +526,9 @@ TorchDeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
 
 @train_app.command("run")
 def train_run(
-    stage: str = typer.Argument(..., help="classifier | vae | enhancer | neutralizer | attributes | all "
-                                          "(all trains the classifier only where expression_feature_weight is set)"),
+    stage: str = typer.Argument(..., help="classifier | smile-judge | vae | enhancer | neutralizer | attributes | "
+                                          "all (all trains the classifier only where expression_feature_weight "
+                                          "is set, the smile judge only where cross_smile_weight is)"),
     config: Optional[Path] = ConfigOpt,
     cache: Optional[Path] = CacheOpt,
     run: Optional[Path] = RunOpt,
@@ -542,13 +543,15 @@ def train_run(
     cfg = _train_config(config, cache, run, set_)
     dev = trainer.device_for(device)
     stages = ["vae", "enhancer", "neutralizer", "attributes"] if stage == "all" else [stage]
+    if stage == "all" and cfg.cross_smile_weight:
+        stages.insert(0, "smile-judge")
     if stage == "all" and cfg.expression_feature_weight:
         stages.insert(0, "classifier")
-    funcs = {"classifier": trainer.train_classifier, "vae": trainer.train_vae,
+    funcs = {"classifier": trainer.train_classifier, "smile-judge": trainer.train_smile_judge, "vae": trainer.train_vae,
              "enhancer": trainer.train_enhancer, "neutralizer": trainer.train_neutralizer}
     for s in stages:
         if s not in funcs and s != "attributes":
-            err.print(f"[red]error:[/] unknown stage {s!r}: classifier, vae, enhancer, neutralizer, attributes or all")
+            err.print(f"[red]error:[/] unknown stage {s!r}: classifier, smile-judge, vae, enhancer, neutralizer, attributes or all")
             raise typer.Exit(2)
         try:
             if s == "attributes":

@@ -89,7 +89,7 @@ def test_classifier_learns_and_keeps_its_best_weights(finetuned, toy_cache):
         log = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in log] == [30, 60]
     state = torch.load(run / "classifier.pt", map_location="cpu", weights_only=False)
-    assert state["best_accuracy"] == max(float(r["val_balanced_accuracy"]) for r in log)
+    assert state["best_score"] == max(float(r["val_balanced_accuracy"]) for r in log)
     classifier = trainer.load_classifier(run, CPU)
     crops = np.load(toy_cache / "crops.npy")
     rows, classes = trainer.expression_rows(trainer.load_cache(toy_cache)[1], "val")
@@ -199,3 +199,58 @@ def test_cross_swap_trains_the_decoder_only_and_is_logged(toy_cache, tmp_path):
         log = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in log] == [1, 2]
     assert all(np.isfinite(float(r["cross_swap"])) and float(r["cross_swap"]) > 0 for r in log)
+
+
+def test_smile_judge_learns_keeps_its_best_weights_and_resumes(toy_cache, tmp_path):
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), smile_judge_steps=40,
+                              classifier_batch_size=16, classifier_lr=3e-3, checkpoint_every=20, threads=1)
+    trainer.train_smile_judge(cfg, CPU)
+    with open(tmp_path / "run" / "smile_judge_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [20, 40]
+    state = torch.load(tmp_path / "run" / "smile_judge.pt", map_location="cpu", weights_only=False)
+    assert state["best_score"] == max(float(r["val_auc"]) for r in log)
+    judge = trainer.load_smile_judge(tmp_path / "run", CPU)
+    assert not any(p.requires_grad for p in judge.parameters())
+    crops = np.load(toy_cache / "crops.npy")
+    rows, classes = trainer.expression_rows(trainer.load_cache(toy_cache)[1], "val")
+    scores = trainer.forward_rows(judge, crops, rows, CPU)
+    # the toy smile (a bright lower half) is inside the mouth box; people c and d are unseen
+    assert trainer.rank_auc(scores, classes == nets.EXPRESSIONS.index("happiness")) > 0.95
+    trainer.train_smile_judge(dataclasses.replace(cfg, smile_judge_steps=60), CPU)
+    assert torch.load(tmp_path / "run" / "smile_judge.pt", map_location="cpu", weights_only=False)["step"] == 60
+
+
+def test_rank_auc_known_answers():
+    positive = np.array([True, True, False, False])
+    assert trainer.rank_auc(np.array([0.9, 0.8, 0.1, 0.2]), positive) == 1.0
+    assert trainer.rank_auc(np.array([0.1, 0.2, 0.9, 0.8]), positive) == 0.0
+    assert trainer.rank_auc(np.array([0.9, 0.3, 0.5, 0.2]), positive) == 0.75
+
+
+def test_cross_smile_trains_the_decoder_only_and_needs_its_judge(toy_cache, tmp_path):
+    torch.manual_seed(0)
+    judge, dec = nets.SmileJudge().eval(), nets.Decoder()
+    for p in judge.parameters():
+        p.requires_grad_(False)
+    mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
+    mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
+    donors = torch.rand(3, 3, 128, 128) * 2 - 1
+    loss = trainer.cross_smile_loss(judge, dec, mu_people, mu_expressions, donors, nets.LATENT_DIM - 16)
+    loss.backward()
+    assert loss.item() > 0
+    assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
+
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                              expression_dims=16, swap_batch=2, cross_smile_weight=1.0, kl_ramp_steps=0,
+                              checkpoint_every=1, log_every=1, threads=1, oversample={},
+                              neutralizer_datasets=["taiwanese"], smile_judge_steps=20, classifier_batch_size=8)
+    with pytest.raises(FileNotFoundError, match="smile-judge"):
+        trainer.train_vae(cfg, CPU)
+    trainer.train_smile_judge(cfg, CPU)
+    trainer.train_vae(cfg, CPU)
+    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [1, 2]
+    assert all(np.isfinite(float(r["cross_smile"])) and float(r["cross_smile"]) > 0 for r in log)

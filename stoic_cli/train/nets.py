@@ -176,6 +176,25 @@ class CodeHeads(nn.Module):
                                        nn.Linear(128, classes))
 
 
+class SmileJudge(nn.Module):
+    """Whether a 128x128 face smiles (logit), read off its mouth box only. Trained on the
+    labelled sets' training people (happiness against every other labelled expression) and then
+    frozen: a judge of our own that sees mouths, where the encoder reads back expressions that
+    no person (and no MediaPipe) would call smiles."""
+
+    MOUTH = (slice(68, 124), slice(24, 104))  # rows, columns of the aligned crop
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(_down(3, w, norm=False), _down(w, 2 * w), _down(2 * w, 4 * w), _down(4 * w, 4 * w))
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(4 * w, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, cols = self.MOUTH
+        return self.head(self.body(x[:, :, rows, cols]).mean((2, 3)))[:, 0]
+
+
 class Critic(nn.Module):
     """LSGAN discriminator (patch scores). `features` returns intermediate maps for the learned
     perceptual loss (Larsen et al.: match the critic's features instead of VGG's)."""

@@ -2,6 +2,8 @@
 
   0. classifier   (only with expression_feature_weight) an expression classifier on the labelled
                   sets, frozen afterwards: its features are the VAE's expression-aware perceptual loss
+     smile-judge  (only with cross_smile_weight) a smile / no-smile judge of the mouth, frozen
+                  afterwards: it judges faces decoded with other people's expression parts
   1. vae          encoder + decoder: L1 + SSIM reconstruction + KL (weight ramped up from 0)
   2. enhancer     first as an extension of the decoder (reconstruction only), then
                   (1 - W_g) L_rec2 + W_g L_gan against an LSGAN critic that sees real images,
@@ -75,6 +77,12 @@ class TrainConfig:
     # renders an expression part the same way whoever wears it: a transfer adds one person's
     # displacement to another's code.
     cross_swap_weight: float = 0.0
+    # With a split code and the smile judge (stage smile-judge, 0 = off): the same cross-person
+    # swaps, judged by a frozen smile judge of our own that reads the mouth; the decoded face
+    # must smile as much as the photo the expression part came from (binary cross-entropy on
+    # the judge's logit, toward its probability on that photo). Only the decoder learns.
+    cross_smile_weight: float = 0.0
+    smile_judge_steps: int = 3000
     classifier_steps: int = 3000
     classifier_lr: float = 1e-3
     classifier_batch_size: int = 64
@@ -302,6 +310,7 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     batchnorm = any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.vae_lr)
     classifier = load_classifier(run, device) if cfg.expression_feature_weight else None
+    smile_judge = load_smile_judge(run, device) if cfg.cross_smile_weight and cfg.expression_dims else None
     adversarial = bool(cfg.vae_gan_weight or cfg.vae_critic_feature_weight)
     critic = nets.Critic().to(device) if adversarial else None
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.vae_critic_lr, betas=(0.5, 0.999)) if adversarial else None
@@ -345,6 +354,8 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
         acc.update(swap=0.0, neutral_expression=0.0)
         if cfg.cross_swap_weight:
             acc["cross_swap"] = 0.0
+        if smile_judge is not None:
+            acc["cross_smile"] = 0.0
     if heads is not None:
         acc.update(code_expression=0.0, code_adversary=0.0)
 
@@ -389,6 +400,10 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
                 cross = cross_swap_loss(enc, dec, mu, mu_p[len(xn):], split_at)
                 loss = loss + cfg.cross_swap_weight * cross
                 acc["cross_swap"] += cross.item()
+            if smile_judge is not None:
+                smile = cross_smile_loss(smile_judge, dec, mu, mu_p[len(xn):], xe, split_at)
+                loss = loss + cfg.cross_smile_weight * smile
+                acc["cross_smile"] += smile.item()
         adversary_loss = None
         if heads is not None:
             target = torch.from_numpy(row_class[sampler.rows[pos]]).to(device)
@@ -445,6 +460,19 @@ def cross_swap_loss(enc: nets.Encoder, dec: nets.Decoder, mu_people: torch.Tenso
     fixed = {k: v.detach() for k, v in list(enc.named_parameters()) + list(enc.named_buffers())}
     read, _ = torch.func.functional_call(enc, fixed, (dec(target),))
     return (read - target).pow(2).mean()
+
+
+def cross_smile_loss(judge: nets.SmileJudge, dec: nets.Decoder, mu_people: torch.Tensor,
+                     mu_expressions: torch.Tensor, donors: torch.Tensor, split_at: int) -> torch.Tensor:
+    """Row i's person part (`mu_people`) decoded with row i's expression part (`mu_expressions`,
+    read off the photo `donors[i]` of another person): the frozen smile judge must find as much
+    smile on the decoded face as on the donor photo. The codes are held fixed, so only the
+    decoder learns from it: a smile is drawn as a smile on whoever wears it."""
+    n = min(len(mu_people), len(mu_expressions))
+    mixed = torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach()
+    with torch.no_grad():
+        target = torch.sigmoid(judge(donors[:n]))
+    return F.binary_cross_entropy_with_logits(judge(dec(mixed)), target)
 
 
 def critic_update(critic: nets.Critic, opt_d: torch.optim.Optimizer, real: torch.Tensor,
@@ -509,80 +537,148 @@ def classifier_accuracy(classifier: nets.ExpressionClassifier, crops: np.ndarray
     return float((pred == classes).mean()), float(np.mean(recalls))
 
 
-def load_classifier(run: Path, device: torch.device) -> nets.ExpressionClassifier:
-    state = _load(run / "classifier.pt", device)
+def _load_frozen(run: Path, name: str, net: torch.nn.Module, device: torch.device, needed_by: str) -> torch.nn.Module:
+    """A judge stage's best weights, frozen."""
+    state = _load(run / f"{name}.pt", device)
     if state is None:
-        raise FileNotFoundError(f"{run / 'classifier.pt'} not found: train the classifier stage first "
-                                f"(expression_feature_weight needs it)")
-    classifier = nets.ExpressionClassifier().to(device)
-    classifier.load_state_dict(state["best"])
-    for p in classifier.parameters():
+        raise FileNotFoundError(f"{run / (name + '.pt')} not found: train the {name.replace('_', '-')} stage "
+                                f"first ({needed_by} needs it)")
+    net = net.to(device)
+    net.load_state_dict(state["best"])
+    for p in net.parameters():
         p.requires_grad_(False)
-    return classifier.eval()
+    return net.eval()
+
+
+def load_classifier(run: Path, device: torch.device) -> nets.ExpressionClassifier:
+    return _load_frozen(run, "classifier", nets.ExpressionClassifier(), device, "expression_feature_weight")
+
+
+def load_smile_judge(run: Path, device: torch.device) -> nets.SmileJudge:
+    return _load_frozen(run, "smile_judge", nets.SmileJudge(), device, "cross_smile_weight")
+
+
+def _fit_judge(cfg: TrainConfig, device: torch.device, progress, name: str, net: torch.nn.Module, steps: int,
+               crops: np.ndarray, rows: np.ndarray, targets: np.ndarray, draw_weights: np.ndarray, loss_fn,
+               validate) -> Path:
+    """The loop shared by the frozen judges: batches drawn by `draw_weights`, flipped and
+    jittered, `loss_fn(net(x), targets) -> (loss, batch accuracy)`; every checkpoint
+    `validate(net) -> (log values, score)` and the weights with the best score are kept."""
+    run = _setup(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.classifier_lr)
+    step, best, best_state = 0, -1.0, None
+    ckpt = run / f"{name}.pt"
+    state = _load(ckpt, device)
+    if state:
+        net.load_state_dict(state[name]); opt.load_state_dict(state["opt"])
+        step, best, best_state = state["step"], state.get("best_score", state.get("best_accuracy")), state["best"]
+    sampler = ImageSampler(crops, rows, draw_weights, cfg.seed + step)
+    log = CsvLog(run / f"{name}_log.csv")
+    start, acc = time.time(), {"loss": 0.0, "train_accuracy": 0.0}
+    task = progress.add_task(name, total=steps, completed=step) if progress else None
+
+    def save():
+        _save(ckpt, **{name: net.state_dict()}, opt=opt.state_dict(), step=step, best=best_state, best_score=best,
+              expressions=list(nets.EXPRESSIONS))
+
+    while step < steps and not _time_up(start, cfg):
+        lr = cfg.classifier_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch, pick = sampler.draw(cfg.classifier_batch_size)
+        net.train()
+        loss, batch_accuracy = loss_fn(net(_jitter(to_tensor(batch, device))), torch.from_numpy(targets[pick]).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc["loss"] += loss.item()
+        acc["train_accuracy"] += batch_accuracy
+        if step % cfg.checkpoint_every == 0 or step == steps:
+            net.eval()
+            values, score = validate(net)
+            if score > best:
+                best, best_state = score, {k: v.clone() for k, v in net.state_dict().items()}
+            n = step % cfg.checkpoint_every or cfg.checkpoint_every
+            log.write({"step": step, "seconds": round(time.time() - start, 1), "lr": round(lr, 6),
+                       **{k: round(v / n, 5) for k, v in acc.items()}, **values})
+            acc = dict.fromkeys(acc, 0.0)
+            save()
+        if progress:
+            progress.update(task, completed=step)
+    if best_state is None:  # stopped by max_minutes before the first evaluation
+        best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    save()
+    return ckpt
+
+
+def _labelled_rows(labels: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and validation rows with a basic-expression label (tiny caches, as in the tests,
+    may hold no validation people: then the training rows stand in)."""
+    rows, classes = expression_rows(labels, "train")
+    if len(np.unique(classes)) < 2:
+        raise ValueError("a judge needs photos of at least two expressions in the training split")
+    val_rows, val_classes = expression_rows(labels, "val")
+    if len(val_rows) == 0:
+        val_rows, val_classes = rows, classes
+    return rows, classes, val_rows, val_classes
 
 
 def train_classifier(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     """The expression classifier behind `expression_feature_weight`: class-balanced batches of
     the training people's labelled photos, flipped and jittered; the weights kept are those with
     the best balanced accuracy on the validation people."""
-    run = _setup(cfg)
     crops, labels = load_cache(cfg.cache)
-    rows, classes = expression_rows(labels, "train")
-    if len(np.unique(classes)) < 2:
-        raise ValueError("the classifier needs photos of at least two expressions in the training split")
-    val_rows, val_classes = expression_rows(labels, "val")
-    if len(val_rows) == 0:
-        val_rows, val_classes = rows, classes  # tiny caches (tests) may hold no validation people
-    classifier = nets.ExpressionClassifier().to(device)
-    opt = torch.optim.Adam(classifier.parameters(), lr=cfg.classifier_lr)
-    step, best, best_state = 0, -1.0, None
-    ckpt = run / "classifier.pt"
-    state = _load(ckpt, device)
-    if state:
-        classifier.load_state_dict(state["classifier"]); opt.load_state_dict(state["opt"])
-        step, best, best_state = state["step"], state["best_accuracy"], state["best"]
+    rows, classes, val_rows, val_classes = _labelled_rows(labels)
+
+    def loss_fn(logits, target):
+        return (F.cross_entropy(logits, target, label_smoothing=0.1),
+                (logits.argmax(1) == target).float().mean().item())
+
+    def validate(net):
+        accuracy, balanced = classifier_accuracy(net, crops, val_rows, val_classes, device)
+        return {"val_accuracy": round(accuracy, 4), "val_balanced_accuracy": round(balanced, 4)}, balanced
+
     # every expression drawn equally often
-    sampler = ImageSampler(crops, rows, 1.0 / np.bincount(classes)[classes], cfg.seed + step)
-    log = CsvLog(run / "classifier_log.csv")
-    start, acc = time.time(), {"loss": 0.0, "train_accuracy": 0.0}
-    task = progress.add_task("classifier", total=cfg.classifier_steps, completed=step) if progress else None
+    return _fit_judge(cfg, device, progress, "classifier", nets.ExpressionClassifier().to(device),
+                      cfg.classifier_steps, crops, rows, classes, 1.0 / np.bincount(classes)[classes],
+                      loss_fn, validate)
 
-    def save():
-        _save(ckpt, classifier=classifier.state_dict(), opt=opt.state_dict(), step=step, best=best_state,
-              best_accuracy=best, expressions=list(nets.EXPRESSIONS))
 
-    while step < cfg.classifier_steps and not _time_up(start, cfg):
-        lr = cfg.classifier_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.classifier_steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch, pick = sampler.draw(cfg.classifier_batch_size)
-        x = _jitter(to_tensor(batch, device))
-        target = torch.from_numpy(classes[pick]).to(device)
-        classifier.train()
-        logits = classifier(x)
-        loss = F.cross_entropy(logits, target, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        acc["loss"] += loss.item()
-        acc["train_accuracy"] += (logits.argmax(1) == target).float().mean().item()
-        if step % cfg.checkpoint_every == 0 or step == cfg.classifier_steps:
-            val_acc, val_bal = classifier_accuracy(classifier, crops, val_rows, val_classes, device)
-            if val_bal > best:
-                best, best_state = val_bal, {k: v.clone() for k, v in classifier.state_dict().items()}
-            n = step % cfg.checkpoint_every or cfg.checkpoint_every
-            log.write({"step": step, "seconds": round(time.time() - start, 1), "lr": round(lr, 6),
-                       **{k: round(v / n, 5) for k, v in acc.items()},
-                       "val_accuracy": round(val_acc, 4), "val_balanced_accuracy": round(val_bal, 4)})
-            acc = dict.fromkeys(acc, 0.0)
-            save()
-        if progress:
-            progress.update(task, completed=step)
-    if best_state is None:  # stopped by max_minutes before the first evaluation
-        best_state = {k: v.clone() for k, v in classifier.state_dict().items()}
-    save()
-    return ckpt
+def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a positive scores above a negative."""
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def train_smile_judge(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
+    """The smile judge behind `cross_smile_weight`: happiness against every other labelled
+    expression, half of each batch each way; the weights kept are those with the best ROC AUC
+    on the validation people."""
+    crops, labels = load_cache(cfg.cache)
+    rows, classes, val_rows, val_classes = _labelled_rows(labels)
+    smiling = (classes == nets.EXPRESSIONS.index("happiness")).astype(np.float32)
+    val_smiling = val_classes == nets.EXPRESSIONS.index("happiness")
+    if smiling.min() == smiling.max():
+        raise ValueError("the smile judge needs happy and other photos in the training split")
+
+    def loss_fn(logits, target):
+        soft = target * 0.95 + 0.025  # light label smoothing: the labels are noisy (LFW's)
+        return F.binary_cross_entropy_with_logits(logits, soft), ((logits > 0) == (target > 0.5)).float().mean().item()
+
+    def validate(net):
+        scores = forward_rows(net, crops, val_rows, device, batch=128)
+        auc = rank_auc(scores, val_smiling)
+        return {"val_auc": round(auc, 4), "val_accuracy": round(float(((scores > 0) == val_smiling).mean()), 4)}, auc
+
+    weights = np.where(smiling > 0, 0.5 / smiling.sum(), 0.5 / (1 - smiling).sum())
+    return _fit_judge(cfg, device, progress, "smile_judge", nets.SmileJudge().to(device),
+                      cfg.smile_judge_steps, crops, rows, smiling, weights, loss_fn, validate)
 
 
 # Checkpoints from before the enhancer's shape was configurable: 16 channels, 3 blocks, 1x.
