@@ -551,7 +551,7 @@ def train_run(
              "enhancer": trainer.train_enhancer, "neutralizer": trainer.train_neutralizer}
     for s in stages:
         if s not in funcs and s != "attributes":
-            err.print(f"[red]error:[/] unknown stage {s!r}: classifier, smile-judge, vae, enhancer, neutralizer, attributes or all")
+            err.print(f"[red]error:[/] unknown stage {s!r}: {', '.join([*funcs, 'attributes'])} or all")
             raise typer.Exit(2)
         try:
             if s == "attributes":

@@ -662,8 +662,9 @@ def train_smile_judge(cfg: TrainConfig, device: torch.device, progress=None) -> 
     on the validation people."""
     crops, labels = load_cache(cfg.cache)
     rows, classes, val_rows, val_classes = _labelled_rows(labels)
-    smiling = (classes == nets.EXPRESSIONS.index("happiness")).astype(np.float32)
-    val_smiling = val_classes == nets.EXPRESSIONS.index("happiness")
+    happiness = nets.EXPRESSIONS.index("happiness")
+    smiling = (classes == happiness).astype(np.float32)
+    val_smiling = val_classes == happiness
     if smiling.min() == smiling.max():
         raise ValueError("the smile judge needs happy and other photos in the training split")
 
