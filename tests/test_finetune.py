@@ -236,7 +236,8 @@ def test_cross_smile_trains_the_decoder_only_and_needs_its_judge(toy_cache, tmp_
     mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
     mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
     donors = torch.rand(3, 3, 128, 128) * 2 - 1
-    loss = trainer.cross_smile_loss(judge, dec, mu_people, mu_expressions, donors, nets.LATENT_DIM - 16)
+    swapped = trainer.cross_swapped(dec, mu_people, mu_expressions, nets.LATENT_DIM - 16)
+    loss = trainer.cross_smile_loss(judge, swapped, donors)
     loss.backward()
     assert loss.item() > 0
     assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
@@ -254,3 +255,37 @@ def test_cross_smile_trains_the_decoder_only_and_needs_its_judge(toy_cache, tmp_
         log = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in log] == [1, 2]
     assert all(np.isfinite(float(r["cross_smile"])) and float(r["cross_smile"]) > 0 for r in log)
+
+
+def test_mouth_critic_learns_beside_the_decoder_is_logged_and_resumes(toy_cache, tmp_path):
+    torch.manual_seed(0)
+    dec = nets.Decoder()
+    mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
+    mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
+    swapped = trainer.cross_swapped(dec, mu_people, mu_expressions, nets.LATENT_DIM - 16)
+    swapped.mean().backward()
+    assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
+    # a person part from the first code, an expression part from the second
+    mixed = torch.cat([mu_people[:, :-16], mu_expressions[:, -16:]], 1)
+    assert torch.allclose(swapped, dec(mixed))
+
+    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                              expression_dims=16, swap_batch=2, mouth_critic_weight=1.0, kl_ramp_steps=0,
+                              checkpoint_every=1, log_every=1, threads=1, oversample={},
+                              neutralizer_datasets=["taiwanese"])
+    trainer.train_vae(cfg, CPU)
+    state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
+    assert {"mouth_critic", "opt_mouth"} <= set(state)
+    trainer.train_vae(dataclasses.replace(cfg, vae_steps=3), CPU)
+    resumed = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
+    assert resumed["step"] == 3
+    # the critic trained on from where it stopped: its optimiser has taken all three steps
+    assert any(not torch.equal(a, resumed["mouth_critic"][k]) for k, a in state["mouth_critic"].items())
+    assert int(resumed["opt_mouth"]["state"][0]["step"]) == 3
+    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
+        log = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in log] == [1, 2, 3]
+    for row in log:
+        for column in ("mouth_g", "mouth_d_real", "mouth_d_fake"):
+            assert np.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)

@@ -83,6 +83,12 @@ class TrainConfig:
     # the judge's logit, toward its probability on that photo). Only the decoder learns.
     cross_smile_weight: float = 0.0
     smile_judge_steps: int = 3000
+    # With a split code (0 = off): an LSGAN critic of mouths (the smile judge's shape, trained
+    # beside the VAE) tells the batch's photos from the same people's cross-person swaps; the
+    # decoder gets `mouth_critic_weight` x its score on the swaps. The frozen smile judge reads
+    # a blurred mouth as a smile; a critic that learns to call the decoder's mouths fake asks
+    # for mouths drawn as sharply as a photo's.
+    mouth_critic_weight: float = 0.0
     classifier_steps: int = 3000
     classifier_lr: float = 1e-3
     classifier_batch_size: int = 64
@@ -314,12 +320,17 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     adversarial = bool(cfg.vae_gan_weight or cfg.vae_critic_feature_weight)
     critic = nets.Critic().to(device) if adversarial else None
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.vae_critic_lr, betas=(0.5, 0.999)) if adversarial else None
+    mouth_critic = nets.SmileJudge().to(device) if cfg.mouth_critic_weight and cfg.expression_dims else None
+    opt_mouth = (torch.optim.Adam(mouth_critic.parameters(), lr=cfg.vae_critic_lr, betas=(0.5, 0.999))
+                 if mouth_critic is not None else None)
     if state:
         enc.load_state_dict(state["encoder"])
         dec.load_state_dict(state["decoder"])
         opt.load_state_dict(state["opt"])
         if adversarial and "critic" in state:
             critic.load_state_dict(state["critic"]); opt_d.load_state_dict(state["opt_d"])
+        if mouth_critic is not None and "mouth_critic" in state:
+            mouth_critic.load_state_dict(state["mouth_critic"]); opt_mouth.load_state_dict(state["opt_mouth"])
         step = state["step"]
         sampler.rng = np.random.default_rng(cfg.seed + step)
     pairs = heads = None
@@ -356,11 +367,15 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
             acc["cross_swap"] = 0.0
         if smile_judge is not None:
             acc["cross_smile"] = 0.0
+        if mouth_critic is not None:
+            acc.update(mouth_g=0.0, mouth_d_real=0.0, mouth_d_fake=0.0)
     if heads is not None:
         acc.update(code_expression=0.0, code_adversary=0.0)
 
     def save():
         extra = {"critic": critic.state_dict(), "opt_d": opt_d.state_dict()} if adversarial else {}
+        if mouth_critic is not None:
+            extra.update(mouth_critic=mouth_critic.state_dict(), opt_mouth=opt_mouth.state_dict())
         if heads is not None:
             extra.update(heads=heads.state_dict(), opt_heads=opt_heads.state_dict())
         _save(ckpt, encoder=enc.state_dict(), decoder=dec.state_dict(), opt=opt.state_dict(), step=step,
@@ -400,10 +415,20 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
                 cross = cross_swap_loss(enc, dec, mu, mu_p[len(xn):], split_at)
                 loss = loss + cfg.cross_swap_weight * cross
                 acc["cross_swap"] += cross.item()
+            if smile_judge is not None or mouth_critic is not None:
+                swapped = cross_swapped(dec, mu, mu_p[len(xn):], split_at)
             if smile_judge is not None:
-                smile = cross_smile_loss(smile_judge, dec, mu, mu_p[len(xn):], xe, split_at)
+                smile = cross_smile_loss(smile_judge, swapped, xe)
                 loss = loss + cfg.cross_smile_weight * smile
                 acc["cross_smile"] += smile.item()
+            if mouth_critic is not None:
+                # Critic first (the mouths of the photos whose people the swaps wear -> 1, the
+                # swapped ones -> 0; the same people, so colour and source tell nothing), then the score.
+                m_real, m_fake = critic_update(mouth_critic, opt_mouth, x[:len(swapped)], [swapped])
+                mouth = (mouth_critic(swapped) - 1).pow(2).mean()
+                loss = loss + cfg.mouth_critic_weight * mouth
+                acc["mouth_g"] += mouth.item(); acc["mouth_d_real"] += m_real.item()
+                acc["mouth_d_fake"] += m_fake.item()
         adversary_loss = None
         if heads is not None:
             target = torch.from_numpy(row_class[sampler.rows[pos]]).to(device)
@@ -462,17 +487,22 @@ def cross_swap_loss(enc: nets.Encoder, dec: nets.Decoder, mu_people: torch.Tenso
     return (read - target).pow(2).mean()
 
 
-def cross_smile_loss(judge: nets.SmileJudge, dec: nets.Decoder, mu_people: torch.Tensor,
-                     mu_expressions: torch.Tensor, donors: torch.Tensor, split_at: int) -> torch.Tensor:
-    """Row i's person part (`mu_people`) decoded with row i's expression part (`mu_expressions`,
-    read off the photo `donors[i]` of another person): the frozen smile judge must find as much
-    smile on the decoded face as on the donor photo. The codes are held fixed, so only the
-    decoder learns from it: a smile is drawn as a smile on whoever wears it."""
+def cross_swapped(dec: nets.Decoder, mu_people: torch.Tensor, mu_expressions: torch.Tensor,
+                  split_at: int) -> torch.Tensor:
+    """Row i's person part (`mu_people`, any photos) decoded with row i's expression part
+    (`mu_expressions`, expressive photos of other people). The codes are held fixed, so only
+    the decoder learns from what is asked of these faces."""
     n = min(len(mu_people), len(mu_expressions))
-    mixed = torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach()
+    return dec(torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach())
+
+
+def cross_smile_loss(judge: nets.SmileJudge, swapped: torch.Tensor, donors: torch.Tensor) -> torch.Tensor:
+    """The frozen smile judge must find as much smile on each cross-person swap (see
+    cross_swapped) as on the photo `donors[i]` its expression part came from: a smile is drawn
+    as a smile on whoever wears it."""
     with torch.no_grad():
-        target = torch.sigmoid(judge(donors[:n]))
-    return F.binary_cross_entropy_with_logits(judge(dec(mixed)), target)
+        target = torch.sigmoid(judge(donors[:len(swapped)]))
+    return F.binary_cross_entropy_with_logits(judge(swapped), target)
 
 
 def critic_update(critic: nets.Critic, opt_d: torch.optim.Optimizer, real: torch.Tensor,
