@@ -2,6 +2,7 @@
 (loading MTCNN and detecting on CPU are the slow parts of the suite)."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -71,6 +72,12 @@ def cli_detector(monkeypatch, detector):
 
     monkeypatch.setattr(stoic_cli.detection, "FaceDetector", lambda *a, **k: detector)
     return detector
+
+
+def read_log(path: Path) -> list[dict]:
+    """A training stage's CSV log, one dict per row."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def write_cache(folder: Path, crops: list, rows: list[dict]) -> Path:

@@ -3,7 +3,6 @@ networks back into PyTorch, the expression classifier stage, and the VAE stage t
 A synthetic cache stands in for the datasets, so these run everywhere (CI too)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from stoic_cli.runtime import OnnxModel
 from stoic_cli.train import nets, trainer
 from stoic_cli.train.export import import_onnx_vae
-from tests.conftest import write_cache
+from tests.conftest import read_log, write_cache
 
 CPU = torch.device("cpu")
 
@@ -36,6 +35,14 @@ def toy_cache(tmp_path_factory):
                                  "split": split, "source": f"{person}_{expression}_{view}.jpg"})
                     crops.append(img)
     return write_cache(root, crops, rows)
+
+
+def split_config(toy_cache, tmp_path, **options) -> trainer.TrainConfig:
+    """Two VAE steps of a split code (16 expression entries) on the toy cache, logged and
+    checkpointed every step, with `options` (the terms under test) on top."""
+    return trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                               expression_dims=16, swap_batch=2, kl_ramp_steps=0, checkpoint_every=1,
+                               log_every=1, threads=1, oversample={}, neutralizer_datasets=["taiwanese"], **options)
 
 
 def test_shipped_vae_imports_as_the_same_function(shipped_models):
@@ -85,8 +92,7 @@ def finetuned(toy_cache, tmp_path_factory, shipped_models):
 
 def test_classifier_learns_and_keeps_its_best_weights(finetuned, toy_cache):
     cfg, run = finetuned
-    with open(run / "classifier_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(run / "classifier_log.csv")
     assert [int(r["step"]) for r in log] == [30, 60]
     state = torch.load(run / "classifier.pt", map_location="cpu", weights_only=False)
     assert state["best_score"] == max(float(r["val_balanced_accuracy"]) for r in log)
@@ -99,8 +105,7 @@ def test_classifier_learns_and_keeps_its_best_weights(finetuned, toy_cache):
 
 def test_vae_finetune_starts_from_the_shipped_encoder(finetuned, shipped_models, toy_cache):
     cfg, run = finetuned
-    with open(run / "vae_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(run / "vae_log.csv")
     assert len(log) == 2 and float(log[0]["expression"]) > 0
     enc, _ = trainer.load_vae(run, CPU)  # rebuilt without batch norm, as it was saved
     x = (np.load(toy_cache / "crops.npy")[:2].astype(np.float32) / 127.5 - 1).transpose(0, 3, 1, 2)
@@ -156,12 +161,8 @@ def test_pair_sampler_pairs_one_persons_neutral_and_expressive_photos_flipped_al
 
 
 def test_split_code_heads_and_critic_are_logged_and_resume(toy_cache, tmp_path):
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
-                              expression_dims=16, swap_batch=2, neutral_expression_weight=0.1,
-                              expression_code_weight=0.5, uniform_posterior_weight=0.5,
-                              vae_gan_weight=0.1, vae_critic_feature_weight=1.0, kl_ramp_steps=0,
-                              checkpoint_every=1, log_every=1, threads=1, oversample={},
-                              neutralizer_datasets=["taiwanese"])
+    cfg = split_config(toy_cache, tmp_path, neutral_expression_weight=0.1, expression_code_weight=0.5,
+                       uniform_posterior_weight=0.5, vae_gan_weight=0.1, vae_critic_feature_weight=1.0)
     trainer.train_vae(cfg, CPU)
     state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
     assert state["step"] == 2 and {"critic", "opt_d", "heads", "opt_heads"} <= set(state)
@@ -170,8 +171,7 @@ def test_split_code_heads_and_critic_are_logged_and_resume(toy_cache, tmp_path):
     assert resumed["step"] == 3
     for part in ("critic", "heads"):  # trained on after the resume
         assert any(not torch.equal(a, resumed[part][k]) for k, a in state[part].items()), part
-    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(tmp_path / "run" / "vae_log.csv")
     assert [int(r["step"]) for r in log] == [1, 2, 3]
     for row in log:
         for column in ("swap", "neutral_expression", "code_expression", "code_adversary", "critic_feature",
@@ -184,19 +184,16 @@ def test_cross_swap_trains_the_decoder_only_and_is_logged(toy_cache, tmp_path):
     enc, dec = nets.Encoder(), nets.Decoder()
     enc.eval()  # batch-norm statistics stay put, so only a weight change could move the encoder
     mu_n, mu_e = torch.randn(3, nets.LATENT_DIM), torch.randn(3, nets.LATENT_DIM)
-    loss = trainer.cross_swap_loss(enc, dec, mu_n, mu_e, nets.LATENT_DIM - 16)
+    codes = trainer.cross_codes(mu_n, mu_e, nets.LATENT_DIM - 16)
+    loss = trainer.cross_swap_loss(enc, codes, dec(codes))
     loss.backward()
     assert loss.item() > 0
     assert all(p.grad is None for p in enc.parameters())  # the encoder judges, it does not learn
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
 
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
-                              expression_dims=16, swap_batch=2, cross_swap_weight=1.0, kl_ramp_steps=0,
-                              checkpoint_every=1, log_every=1, threads=1, oversample={},
-                              neutralizer_datasets=["taiwanese"])
+    cfg = split_config(toy_cache, tmp_path, cross_swap_weight=1.0)
     trainer.train_vae(cfg, CPU)
-    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(tmp_path / "run" / "vae_log.csv")
     assert [int(r["step"]) for r in log] == [1, 2]
     assert all(np.isfinite(float(r["cross_swap"])) and float(r["cross_swap"]) > 0 for r in log)
 
@@ -205,8 +202,7 @@ def test_smile_judge_learns_keeps_its_best_weights_and_resumes(toy_cache, tmp_pa
     cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), smile_judge_steps=40,
                               classifier_batch_size=16, classifier_lr=3e-3, checkpoint_every=20, threads=1)
     trainer.train_smile_judge(cfg, CPU)
-    with open(tmp_path / "run" / "smile_judge_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(tmp_path / "run" / "smile_judge_log.csv")
     assert [int(r["step"]) for r in log] == [20, 40]
     state = torch.load(tmp_path / "run" / "smile_judge.pt", map_location="cpu", weights_only=False)
     assert state["best_score"] == max(float(r["val_auc"]) for r in log)
@@ -236,23 +232,19 @@ def test_cross_smile_trains_the_decoder_only_and_needs_its_judge(toy_cache, tmp_
     mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
     mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
     donors = torch.rand(3, 3, 128, 128) * 2 - 1
-    swapped = trainer.cross_swapped(dec, mu_people, mu_expressions, nets.LATENT_DIM - 16)
+    swapped = dec(trainer.cross_codes(mu_people, mu_expressions, nets.LATENT_DIM - 16))
     loss = trainer.cross_smile_loss(judge, swapped, donors)
     loss.backward()
     assert loss.item() > 0
     assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
 
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
-                              expression_dims=16, swap_batch=2, cross_smile_weight=1.0, kl_ramp_steps=0,
-                              checkpoint_every=1, log_every=1, threads=1, oversample={},
-                              neutralizer_datasets=["taiwanese"], smile_judge_steps=20, classifier_batch_size=8)
+    cfg = split_config(toy_cache, tmp_path, cross_smile_weight=1.0, smile_judge_steps=20, classifier_batch_size=8)
     with pytest.raises(FileNotFoundError, match="smile-judge"):
         trainer.train_vae(cfg, CPU)
     trainer.train_smile_judge(cfg, CPU)
     trainer.train_vae(cfg, CPU)
-    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(tmp_path / "run" / "vae_log.csv")
     assert [int(r["step"]) for r in log] == [1, 2]
     assert all(np.isfinite(float(r["cross_smile"])) and float(r["cross_smile"]) > 0 for r in log)
 
@@ -262,18 +254,14 @@ def test_mouth_critic_learns_beside_the_decoder_is_logged_and_resumes(toy_cache,
     dec = nets.Decoder()
     mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
     mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
-    swapped = trainer.cross_swapped(dec, mu_people, mu_expressions, nets.LATENT_DIM - 16)
-    swapped.mean().backward()
+    codes = trainer.cross_codes(mu_people, mu_expressions, nets.LATENT_DIM - 16)
+    dec(codes).mean().backward()
     assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
     # a person part from the first code, an expression part from the second
-    mixed = torch.cat([mu_people[:, :-16], mu_expressions[:, -16:]], 1)
-    assert torch.allclose(swapped, dec(mixed))
+    assert torch.equal(codes, torch.cat([mu_people[:, :-16], mu_expressions[:, -16:]], 1))
 
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
-                              expression_dims=16, swap_batch=2, mouth_critic_weight=1.0, kl_ramp_steps=0,
-                              checkpoint_every=1, log_every=1, threads=1, oversample={},
-                              neutralizer_datasets=["taiwanese"])
+    cfg = split_config(toy_cache, tmp_path, mouth_critic_weight=1.0)
     trainer.train_vae(cfg, CPU)
     state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
     assert {"mouth_critic", "opt_mouth"} <= set(state)
@@ -283,8 +271,7 @@ def test_mouth_critic_learns_beside_the_decoder_is_logged_and_resumes(toy_cache,
     # the critic trained on from where it stopped: its optimiser has taken all three steps
     assert any(not torch.equal(a, resumed["mouth_critic"][k]) for k, a in state["mouth_critic"].items())
     assert int(resumed["opt_mouth"]["state"][0]["step"]) == 3
-    with open(tmp_path / "run" / "vae_log.csv", newline="") as fh:
-        log = list(csv.DictReader(fh))
+    log = read_log(tmp_path / "run" / "vae_log.csv")
     assert [int(r["step"]) for r in log] == [1, 2, 3]
     for row in log:
         for column in ("mouth_g", "mouth_d_real", "mouth_d_fake"):

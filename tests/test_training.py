@@ -3,7 +3,6 @@ stage for a few steps, resume, export to ONNX, check ONNX against PyTorch, and n
 with the exported models through the CLI."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, read_log
 
 DATASETS = REPO.parent / "shared" / "datasets"
 NEEDED = [DATASETS / "jaffe" / "images", DATASETS / "taiwanese" / "images"]
@@ -29,11 +28,6 @@ import torch  # noqa: E402
 from stoic_cli.train import data, export, trainer  # noqa: E402
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
-
-
-def read_log(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def assert_numeric(rows: list[dict], columns: list[str]) -> None:

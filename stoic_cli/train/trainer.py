@@ -410,13 +410,14 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
             neutral_expr = mu_p[:len(xn), split_at:].pow(2).mean()
             loss = loss + cfg.swap_weight * swap + cfg.neutral_expression_weight * neutral_expr
             acc["swap"] += swap.item(); acc["neutral_expression"] += neutral_expr.item()
+            if cfg.cross_swap_weight or smile_judge is not None or mouth_critic is not None:
+                # the batch's people (LFW's too) wearing the pairs' expressions, decoded once
+                crossed = cross_codes(mu, mu_p[len(xn):], split_at)
+                swapped = dec(crossed)
             if cfg.cross_swap_weight:
-                # the batch's people (LFW's too) wearing the pairs' expressions
-                cross = cross_swap_loss(enc, dec, mu, mu_p[len(xn):], split_at)
+                cross = cross_swap_loss(enc, crossed, swapped)
                 loss = loss + cfg.cross_swap_weight * cross
                 acc["cross_swap"] += cross.item()
-            if smile_judge is not None or mouth_critic is not None:
-                swapped = cross_swapped(dec, mu, mu_p[len(xn):], split_at)
             if smile_judge is not None:
                 smile = cross_smile_loss(smile_judge, swapped, xe)
                 loss = loss + cfg.cross_smile_weight * smile
@@ -474,31 +475,25 @@ def train_vae(cfg: TrainConfig, device: torch.device, progress=None) -> Path:
     return ckpt
 
 
-def cross_swap_loss(enc: nets.Encoder, dec: nets.Decoder, mu_people: torch.Tensor,
-                    mu_expressions: torch.Tensor, split_at: int) -> torch.Tensor:
-    """Row i's person part (`mu_people`, any photos) decoded with row i's expression part
-    (`mu_expressions`, expressive photos of other people); the encoder, with its weights held
-    fixed so that only the decoder learns from this, must read both parts back from the
-    decoded face."""
+def cross_codes(mu_people: torch.Tensor, mu_expressions: torch.Tensor, split_at: int) -> torch.Tensor:
+    """Cross-person swaps: row i's person part (`mu_people`, any photos) with row i's expression
+    part (`mu_expressions`, expressive photos of other people). Detached: the codes are held
+    fixed, so only the decoder learns from what is asked of the faces decoded from them."""
     n = min(len(mu_people), len(mu_expressions))
-    target = torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach()
+    return torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach()
+
+
+def cross_swap_loss(enc: nets.Encoder, codes: torch.Tensor, swapped: torch.Tensor) -> torch.Tensor:
+    """The encoder, with its weights held fixed so that only the decoder learns from this, must
+    read the cross-person swaps' `codes` (see cross_codes) back from their decoded faces."""
     fixed = {k: v.detach() for k, v in list(enc.named_parameters()) + list(enc.named_buffers())}
-    read, _ = torch.func.functional_call(enc, fixed, (dec(target),))
-    return (read - target).pow(2).mean()
-
-
-def cross_swapped(dec: nets.Decoder, mu_people: torch.Tensor, mu_expressions: torch.Tensor,
-                  split_at: int) -> torch.Tensor:
-    """Row i's person part (`mu_people`, any photos) decoded with row i's expression part
-    (`mu_expressions`, expressive photos of other people). The codes are held fixed, so only
-    the decoder learns from what is asked of these faces."""
-    n = min(len(mu_people), len(mu_expressions))
-    return dec(torch.cat([mu_people[:n, :split_at], mu_expressions[:n, split_at:]], 1).detach())
+    read, _ = torch.func.functional_call(enc, fixed, (swapped,))
+    return (read - codes).pow(2).mean()
 
 
 def cross_smile_loss(judge: nets.SmileJudge, swapped: torch.Tensor, donors: torch.Tensor) -> torch.Tensor:
-    """The frozen smile judge must find as much smile on each cross-person swap (see
-    cross_swapped) as on the photo `donors[i]` its expression part came from: a smile is drawn
+    """The frozen smile judge must find as much smile on each decoded cross-person swap (see
+    cross_codes) as on the photo `donors[i]` its expression part came from: a smile is drawn
     as a smile on whoever wears it."""
     with torch.no_grad():
         target = torch.sigmoid(judge(donors[:len(swapped)]))
