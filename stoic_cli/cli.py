@@ -342,8 +342,9 @@ def transfer(
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
     The expression is the reference's latent displacement from its own neutral code (LEED),
-    added to each input's neutral code, so the input keeps its identity; the reference face's
-    motion (how it moves away from its neutral face) moves each input's face too."""
+    added to each input's neutral code, so the input keeps its identity. The expression's
+    motion (how the model's average face moves when given that displacement) moves each input's
+    face too."""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.images import ImageError, load_photo
     from stoic_cli.latent import transfer_edit

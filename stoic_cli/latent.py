@@ -97,6 +97,13 @@ def load_attributes(table: dict) -> dict[str, Attribute]:
     return {name: Attribute.from_dict(name, d) for name, d in table.get("attributes", {}).items()}
 
 
+def canonical_code(table: dict) -> np.ndarray | None:
+    """attributes.json's canonical face ((1, latent_dim)), where transfer measures a reference's
+    motion; None in files fitted before it existed."""
+    face = table.get("canonical_face")
+    return None if face is None else np.asarray(face["code"], np.float32)[None]
+
+
 def edit_codes(z: np.ndarray, attributes: dict[str, Attribute], amounts: dict[str, float]) -> np.ndarray:
     """Move each code by the requested amounts; several attributes add up."""
     out = z.astype(np.float32).copy()

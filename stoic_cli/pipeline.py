@@ -13,7 +13,8 @@ import numpy as np
 from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
-from stoic_cli.latent import Edit, LatentEdit, expression_basis, expression_displacement, take_back_pull
+from stoic_cli.latent import (Edit, LatentEdit, canonical_code, expression_basis, expression_displacement,
+                             take_back_pull)
 from stoic_cli.models import FaceModels, ModelNotFound
 from stoic_cli.pasteback import apply_change, face_mask, region_mask, warp_photo
 
@@ -271,10 +272,27 @@ class Pipeline:
         ref = self.read_reference(photo)
         return ref.displacement, ref.motion
 
+    @functools.cached_property
+    def canonical_face(self) -> np.ndarray | None:
+        """attributes.json's canonical face code (None without one: then a reference's motion is
+        measured on its own decoded faces)."""
+        try:
+            return canonical_code(self.models.attributes())
+        except ModelNotFound:
+            return None
+
     def read_reference(self, photo: Photo) -> Reference:
         """The photo's largest usable face as a transfer reference: its displacement from its
-        own neutral code, and its motion (a crop-space flow in fractions of the side, see Edit):
-        how the decoded neutral face moves into the decoded face. Raises NoFaceError.
+        own neutral code, and its motion (a crop-space flow in fractions of the side, see Edit).
+        Raises NoFaceError.
+
+        The motion is how the canonical face (attributes.json) moves when the displacement is
+        added to it. The decoder draws an expression best on the faces it was shown most; on an
+        unusual reference's own code it mutes the smile (a flow between those decoded faces
+        moved little), while the same displacement decoded on the canonical face still smiles.
+        On validation people 118 of 160 transfers reached 70 % of the reference's smile, against
+        103 with the reference's own faces (models/README.md). Without a canonical face, the
+        motion is measured between the reference's own decoded neutral face and decoded face.
 
         The plain neutral code: taking the neutralizer's pull back here too would also shrink
         the expression the displacement carries (on validation pairs 54 % instead of 71 % of
@@ -282,8 +300,10 @@ class Pipeline:
         faces, _ = self.find_faces(photo, largest=True)
         crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
         z, zn = self.codes(crop[None], correction=0.0)
-        own, neutral = self.models.decode(np.concatenate([z, zn]).astype(np.float32))
-        return Reference(expression_displacement(z, zn), estimate_flow(neutral, own), crop, own)
+        displacement = expression_displacement(z, zn)
+        base = zn if self.canonical_face is None else self.canonical_face
+        own, before, after = self.models.decode(np.concatenate([z, base, base + displacement]).astype(np.float32))
+        return Reference(displacement, estimate_flow(before, after), crop, own)
 
     def apply(self, photo: Photo, faces: list[Face], edit: Edit | LatentEdit) -> EditResult:
         edit = edit if isinstance(edit, Edit) else Edit(edit)

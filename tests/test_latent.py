@@ -158,3 +158,42 @@ def test_without_attributes_the_whole_pull_is_taken_back(shipped_models, detecto
     z, zn = pipe.codes(crops)
     plain = models.neutralize(z)
     assert np.allclose(zn, take_back_pull(plain, models.neutralize(plain), 1.0), atol=1e-4)
+
+
+def test_transfer_measures_the_references_motion_on_the_canonical_face(shipped_models, detector, london_rgb, tmp_path):
+    """The motion is how the canonical face moves when the reference's displacement is added to
+    it; models whose attributes.json has no canonical face measure it on the reference's own
+    decoded faces (neutral -> own) instead."""
+    import json
+
+    from stoic_cli.alignment import align_face
+    from stoic_cli.images import Photo
+    from stoic_cli.latent import canonical_code
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline, estimate_flow
+
+    models = FaceModels(shipped_models)
+    canonical = canonical_code(models.attributes())
+    assert canonical is not None and canonical.shape == (1, models.meta["latent_dim"])
+    photo = Photo(london_rgb["094_smiling.jpg"])
+    transfer = Pipeline(models, detector, job="transfer")
+    ref = transfer.read_reference(photo)
+    before, after = models.decode(np.concatenate([canonical, canonical + ref.displacement]))
+    assert np.allclose(ref.motion, estimate_flow(before, after), atol=1e-4)
+
+    for f in Path(shipped_models).iterdir():  # the same models, attributes.json without the canonical face
+        if f.name != "attributes.json" and f.is_file():
+            (tmp_path / f.name).symlink_to(f.resolve())
+    table = models.attributes()
+    del table["canonical_face"]
+    (tmp_path / "attributes.json").write_text(json.dumps(table))
+    older = Pipeline(FaceModels(tmp_path), detector, job="transfer")
+    assert older.canonical_face is None
+    own_ref = older.read_reference(photo)
+    assert np.allclose(own_ref.displacement, ref.displacement, atol=1e-5)
+    face = older.find_faces(photo, largest=True)[0][0]
+    crop, _ = align_face(photo.rgb, face.landmarks, older.size)
+    z = models.encode(crop[None])
+    own, neutral = models.decode(np.concatenate([z, models.neutralize(z)]))
+    assert np.allclose(own_ref.motion, estimate_flow(neutral, own), atol=1e-3)
+    assert not np.allclose(own_ref.motion, ref.motion, atol=1e-3)

@@ -243,3 +243,28 @@ def test_2x_models_edit_only_the_face(run, london_paths, london_faces, detector)
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
     face = cv2.dilate((mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert not changed[~face].any()
+
+
+def test_attributes_hold_the_canonical_face(run, tmp_path):
+    """fit_attributes writes the canonical face: the mean over the Taiwanese training people of
+    each one's mean neutral code, which transfer decodes a reference's displacement on."""
+    from stoic_cli.latent import canonical_code
+    from stoic_cli.train.attributes import CANONICAL_DATASET, fit_attributes
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(run["run"] / "vae.pt", run_dir / "vae.pt")
+    table = json.loads(fit_attributes(dataclasses.replace(run["cfg"], run=str(run_dir)), torch.device("cpu")).read_text())
+
+    crops, labels = data.load_cache(run["cache"])
+    people: dict = {}
+    for r in labels:
+        if r["split"] == "train" and r["dataset"] == CANONICAL_DATASET and r["expression"] == "neutral":
+            people.setdefault(r["person"], []).append(r["row"])
+    assert people, "the tiny cache has no Taiwanese training person with a neutral photo"
+    enc, _ = trainer.load_vae(run_dir, torch.device("cpu"))
+    means = [trainer.encode_rows(enc, crops, rows, torch.device("cpu")).mean(0) for rows in people.values()]
+    face = table["canonical_face"]
+    assert face["people"] == len(people) and face["dataset"] == CANONICAL_DATASET
+    assert np.allclose(canonical_code(table)[0], np.mean(means, 0), atol=1e-5)
+    assert "smile" in table["attributes"]  # the directions are still written beside it
