@@ -14,7 +14,7 @@ from stoic_cli.alignment import align_face
 from stoic_cli.detection import Face, FaceDetector, split_small_faces
 from stoic_cli.images import Photo
 from stoic_cli.latent import (Edit, LatentEdit, canonical_code, expression_basis, expression_displacement,
-                             take_back_pull)
+                             load_attributes, take_back_pull)
 from stoic_cli.models import FaceModels, ModelNotFound
 from stoic_cli.pasteback import apply_change, face_mask, region_mask, warp_photo
 
@@ -257,13 +257,18 @@ class Pipeline:
         return z, zn
 
     @functools.cached_property
+    def attribute_file(self) -> dict | None:
+        """attributes.json's table, read once for the properties below (None without it)."""
+        try:
+            return self.models.attributes()
+        except ModelNotFound:
+            return None
+
+    @functools.cached_property
     def expression_basis(self) -> np.ndarray | None:
         """The expression directions that taking back the neutralizer's pull leaves alone
         (None without attributes.json: then the whole pull is taken back)."""
-        try:
-            return expression_basis(self.models.attribute_table())
-        except ModelNotFound:
-            return None
+        return None if self.attribute_file is None else expression_basis(load_attributes(self.attribute_file))
 
     def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """The expression of the photo's largest usable face, for transfer (LEED): its latent
@@ -276,10 +281,7 @@ class Pipeline:
     def canonical_face(self) -> np.ndarray | None:
         """attributes.json's canonical face code (None without one: then a reference's motion is
         measured on its own decoded faces)."""
-        try:
-            return canonical_code(self.models.attributes())
-        except ModelNotFound:
-            return None
+        return None if self.attribute_file is None else canonical_code(self.attribute_file)
 
     def read_reference(self, photo: Photo) -> Reference:
         """The photo's largest usable face as a transfer reference: its displacement from its

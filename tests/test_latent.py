@@ -24,6 +24,13 @@ def toy_neutralizer(r: float):
     return ntr
 
 
+def link_models_without_attributes(models_dir, folder: Path) -> None:
+    """The shipped models less attributes.json, linked into `folder`."""
+    for f in Path(models_dir).iterdir():
+        if f.name != "attributes.json" and f.is_file():
+            (folder / f.name).symlink_to(f.resolve())
+
+
 def test_take_back_pull_keeps_more_of_the_person_and_none_of_the_expression():
     rng = np.random.default_rng(0)
     z = (AVERAGE + rng.normal(0, 1, (4, DIM))).astype(np.float32)
@@ -148,9 +155,7 @@ def test_without_attributes_the_whole_pull_is_taken_back(shipped_models, detecto
     from stoic_cli.models import FaceModels
     from stoic_cli.pipeline import Pipeline
 
-    for f in Path(shipped_models).iterdir():  # the same models less attributes.json
-        if f.name != "attributes.json" and f.is_file():
-            (tmp_path / f.name).symlink_to(f.resolve())
+    link_models_without_attributes(shipped_models, tmp_path)
     models = FaceModels(tmp_path)
     pipe = Pipeline(models, detector, neutral_correction=1.0)
     assert pipe.expression_basis is None
@@ -181,9 +186,7 @@ def test_transfer_measures_the_references_motion_on_the_canonical_face(shipped_m
     before, after = models.decode(np.concatenate([canonical, canonical + ref.displacement]))
     assert np.allclose(ref.motion, estimate_flow(before, after), atol=1e-4)
 
-    for f in Path(shipped_models).iterdir():  # the same models, attributes.json without the canonical face
-        if f.name != "attributes.json" and f.is_file():
-            (tmp_path / f.name).symlink_to(f.resolve())
+    link_models_without_attributes(shipped_models, tmp_path)  # then attributes.json without the canonical face
     table = models.attributes()
     del table["canonical_face"]
     (tmp_path / "attributes.json").write_text(json.dumps(table))
