@@ -90,7 +90,7 @@ def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
 
 
 def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0,
-                   fidelity: Optional[float] = None, job: Optional[str] = None):
+                   fidelity: Optional[float] = None, job: Optional[str] = None, match_smile: bool = True):
     from stoic_cli.detection import FaceDetector
     from stoic_cli.models import FaceModels, ModelNotFound
     from stoic_cli.pipeline import Pipeline
@@ -106,7 +106,7 @@ def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20
         raise typer.Exit(2)
     err.print(f"models: {models.dir} on {provider}", highlight=False)
     return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes, fidelity=fidelity,
-                    job=job)
+                    job=job, match_smile=match_smile)
 
 
 def _message(result) -> str:
@@ -338,25 +338,32 @@ def transfer(
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
     fidelity: Optional[float] = FidelityOpt,
+    match_smile: bool = typer.Option(True, "--match-smile/--no-match-smile", help="Check the reference's smile with the smile judge (smile_judge.onnx) and add what its code missed."),
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
     The expression is the reference's latent displacement from its own neutral code (LEED),
     added to each input's neutral code, so the input keeps its identity. The expression's
     motion (how the model's average face moves when given that displacement) moves each input's
-    face too."""
+    face too. The smile judge then compares the reference photo's smile with the one the
+    displacement draws; when the photo smiles more, smile is added along the smile direction
+    (printed as "smile added"). --no-match-smile keeps the plain displacement."""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.images import ImageError, load_photo
     from stoic_cli.latent import transfer_edit
     from stoic_cli.pipeline import NoFaceError
 
-    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="transfer")
+    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="transfer", match_smile=match_smile)
     # The reference is checked before any input is touched.
     try:
-        displacement, motion = pipe.reference_expression(load_photo(expr))
+        reference = pipe.read_reference(load_photo(expr))
     except (ImageError, NoFaceError) as exc:
         err.print(f"[red]error:[/] reference {expr}: {exc}")
         raise typer.Exit(2)
+    displacement, motion = reference.displacement, reference.motion
+    if reference.smile_added and not quiet:
+        err.print(f"reference {expr}: smile added {reference.smile_added:g} (the judge saw more smile "
+                  "on the photo than its code carried; --no-match-smile to keep it as read)", highlight=False)
 
     def make_edit(a: float):
         return transfer_edit(displacement, motion, a)

@@ -70,6 +70,16 @@ def expression_displacement(z_ref: np.ndarray, z_ref_neutral: np.ndarray) -> np.
     return z_ref - z_ref_neutral
 
 
+def first_reaching(judged: np.ndarray, want: float, amounts: np.ndarray) -> float:
+    """The smallest of `amounts` (ascending, from 0) whose judged score reaches `want`: 0 when
+    the first already does, the largest when none does. Used to top up a transfer reference's
+    smile until the smile judge sees as much on the decoded face as on the photo."""
+    if judged[0] >= want:
+        return 0.0
+    reached = np.flatnonzero(judged >= want)
+    return float(amounts[reached[0]] if len(reached) else amounts[-1])
+
+
 def transfer_codes(z_in_neutral: np.ndarray, displacement: np.ndarray, alpha: float = 1.0) -> np.ndarray:
     return z_in_neutral + alpha * displacement
 

@@ -58,7 +58,7 @@ def from_model_output(images: np.ndarray) -> np.ndarray:
 
 
 class FaceModels:
-    """encoder, neutralizer, decoder and enhancer, loaded lazily."""
+    """encoder, neutralizer, decoder and enhancer (and the optional smile judge), loaded lazily."""
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int = 0):
         self.dir = find_model_dir(model_dir)
@@ -93,6 +93,15 @@ class FaceModels:
         if enhance:
             img = self.net("enhancer")(img)
         return from_model_output(img)
+
+    def has(self, name: str) -> bool:
+        """Whether the optional network `name` (e.g. smile_judge) is installed."""
+        return (self.dir / f"{name}.onnx").exists()
+
+    def smile_logit(self, crops: np.ndarray) -> np.ndarray:
+        """The smile judge's logit per aligned crop (uint8 or float NHWC in [0, 255]): whether
+        the mouth smiles, from a small classifier trained beside the VAE (smile_judge.onnx)."""
+        return self.net("smile_judge")(to_model_input(crops)).reshape(len(crops))
 
     def attribute_table(self) -> dict:
         """The attribute directions as stoic_cli.latent.Attribute objects, by name."""

@@ -83,6 +83,21 @@ def test_transfer_writes_output_and_strip(shipped_models, photos, tmp_path):
     assert strip.size == (4 * 256, 256)
 
 
+def test_transfer_says_when_the_smile_judge_added_smile(shipped_models, photos, tmp_path):
+    """011's smile is read weakly by the encoder; the judge tops it up and the CLI says so.
+    --no-match-smile keeps the displacement as read, and the output differs."""
+    args = ("transfer", "--expr", photos / "011_smiling.jpg", photos / "094_smiling.jpg", "--models", shipped_models)
+    res = run(*args, "-o", tmp_path / "matched")
+    assert res.exit_code == 0, res.output
+    assert "smile added" in res.output
+    res = run(*args, "-o", tmp_path / "plain", "--no-match-smile")
+    assert res.exit_code == 0, res.output
+    assert "smile added" not in res.output
+    matched, plain = (np.asarray(Image.open(tmp_path / d / "094_smiling_transfer.jpg"), np.float32)
+                      for d in ("matched", "plain"))
+    assert np.abs(matched - plain).mean() > 0.5
+
+
 def test_transfer_reference_without_face_fails_before_inputs(shipped_models, photos, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), (200, 180, 160)).save(blank)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stoic_cli.latent import Attribute, expression_basis, expression_displacement, take_back_pull
+from stoic_cli.latent import Attribute, expression_basis, expression_displacement, first_reaching, take_back_pull
 
 DIM = 8
 AVERAGE = np.linspace(-1, 1, DIM).astype(np.float32)
@@ -181,7 +181,7 @@ def test_transfer_measures_the_references_motion_on_the_canonical_face(shipped_m
     canonical = canonical_code(models.attributes())
     assert canonical is not None and canonical.shape == (1, models.meta["latent_dim"])
     photo = Photo(london_rgb["094_smiling.jpg"])
-    transfer = Pipeline(models, detector, job="transfer")
+    transfer = Pipeline(models, detector, job="transfer", match_smile=False)  # the plain displacement
     ref = transfer.read_reference(photo)
     before, after = models.decode(np.concatenate([canonical, canonical + ref.displacement]))
     assert np.allclose(ref.motion, estimate_flow(before, after), atol=1e-4)
@@ -200,3 +200,58 @@ def test_transfer_measures_the_references_motion_on_the_canonical_face(shipped_m
     own, neutral = models.decode(np.concatenate([z, models.neutralize(z)]))
     assert np.allclose(own_ref.motion, estimate_flow(neutral, own), atol=1e-3)
     assert not np.allclose(own_ref.motion, ref.motion, atol=1e-3)
+
+
+def test_first_reaching_known_answers():
+    amounts = np.array([0.0, 0.5, 1.0, 1.5])
+    assert first_reaching(np.array([-2.0, -1.0, 0.5, 2.0]), 0.0, amounts) == 1.0
+    assert first_reaching(np.array([1.0, 2.0, 3.0, 4.0]), 0.5, amounts) == 0.0  # already there
+    assert first_reaching(np.array([-3.0, -2.5, -2.0, -1.0]), 0.0, amounts) == 1.5  # never: the most
+    assert first_reaching(np.array([-1.0, 0.2, -0.5, 0.8]), 0.1, amounts) == 0.5  # the first that does
+
+
+def test_transfer_adds_the_smile_the_judge_sees_but_the_code_lacks(shipped_models, detector, london_rgb, tmp_path):
+    """London's 011 smiles (the judge agrees) but its displacement draws little smile on the
+    canonical face: smile is added along the smile direction until the judge sees it there, to
+    the displacement and so to the motion. 042's photo is not judged smiling: nothing is added.
+    Without the judge, or with match_smile off, the displacement is the plain one."""
+    from stoic_cli.images import Photo
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import Pipeline, estimate_flow
+
+    models = FaceModels(shipped_models)
+    cap = models.meta["smile_match"]["cap"]
+    transfer = Pipeline(models, detector, job="transfer")
+    plain = Pipeline(models, detector, job="transfer", match_smile=False)
+    assert transfer.smile_match is not None and plain.smile_match is None
+    smile = transfer.attributes["smile"].direction
+    canonical = transfer.canonical_face
+
+    photo = Photo(london_rgb["011_smiling.jpg"])
+    ref, ref_plain = transfer.read_reference(photo), plain.read_reference(photo)
+    assert ref_plain.smile_added == 0.0
+    assert 0 < ref.smile_added <= models.meta["smile_match"]["max_units"]
+    assert np.allclose(ref.displacement, ref_plain.displacement + ref.smile_added * smile, atol=1e-5)
+    on_photo = models.smile_logit(ref.crop[None])[0]
+    drawn_plain, drawn = models.smile_logit(models.decode(np.concatenate([canonical + ref_plain.displacement,
+                                                                           canonical + ref.displacement])))
+    assert on_photo > cap > drawn_plain  # the photo smiles, the plain displacement does not draw it
+    assert drawn >= cap  # the added smile does
+    before, after = models.decode(np.concatenate([canonical, canonical + ref.displacement]))
+    assert np.allclose(ref.motion, estimate_flow(before, after), atol=1e-4)
+    assert np.abs(ref.motion).mean() > np.abs(ref_plain.motion).mean()
+
+    # 042's photo is not judged smiling, though its displacement draws even less: matching it
+    # would put a smile on every unsmiling expression, so nothing is added
+    unsmiling = transfer.read_reference(Photo(london_rgb["042_smiling.jpg"]))
+    on_photo = models.smile_logit(unsmiling.crop[None])[0]
+    drawn = models.smile_logit(models.decode(canonical + unsmiling.displacement))[0]
+    assert drawn < on_photo < models.meta["smile_match"]["smiling_above"]
+    assert unsmiling.smile_added == 0.0
+
+    for f in Path(shipped_models).iterdir():  # the same models without the judge
+        if f.name != "smile_judge.onnx" and f.is_file():
+            (tmp_path / f.name).symlink_to(f.resolve())
+    without = Pipeline(FaceModels(tmp_path), detector, job="transfer")
+    assert without.smile_match is None
+    assert np.allclose(without.read_reference(photo).displacement, ref_plain.displacement, atol=1e-5)

@@ -25,7 +25,7 @@ if not all(p.is_dir() for p in NEEDED):
 
 import torch  # noqa: E402
 
-from stoic_cli.train import data, export, trainer  # noqa: E402
+from stoic_cli.train import data, export, nets, trainer  # noqa: E402
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
 
@@ -144,6 +144,30 @@ def test_onnx_matches_pytorch_on_real_crops(run):
     diffs = export.max_onnx_difference(run["run"], run["models"], np.array(crops[:8]))
     assert set(diffs) == set(NETWORKS)
     assert all(d < 1e-3 for d in diffs.values()), diffs
+
+
+def test_export_adds_the_smile_judge_when_the_run_has_one(run, tmp_path):
+    """A run with a trained smile judge exports it beside the four networks (transfer checks a
+    reference's smile with it), and ONNX Runtime agrees with PyTorch on it."""
+    judged = tmp_path / "run"
+    shutil.copytree(run["run"], judged)
+    judge = nets.SmileJudge()
+    torch.nn.init.normal_(judge.head[1].weight, std=0.5)  # a judge whose logits vary with the mouth
+    torch.save({"smile_judge": judge.state_dict(), "best": judge.state_dict(), "step": 1}, judged / "smile_judge.pt")
+    written = export.export_all(judged, tmp_path / "models")
+    assert sorted(p.name for p in written) == sorted([f"{n}.onnx" for n in NETWORKS] + ["smile_judge.onnx", "stoic.json"])
+    crops, _ = data.load_cache(run["cache"])
+    diffs = export.max_onnx_difference(judged, tmp_path / "models", np.array(crops[:8]))
+    assert set(diffs) == set(NETWORKS) | {"smile_judge"}
+    assert all(d < 1e-3 for d in diffs.values()), diffs
+    from stoic_cli.models import FaceModels
+    models = FaceModels(tmp_path / "models")
+    assert models.has("smile_judge") and not FaceModels(run["models"]).has("smile_judge")
+    x = torch.from_numpy(np.array(crops[:8])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = judge.eval()(x).numpy()
+    assert expected.std() > 1e-3
+    assert np.allclose(models.smile_logit(np.array(crops[:8])), expected, atol=1e-3)
 
 
 def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths, london_faces, tmp_path):

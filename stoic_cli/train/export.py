@@ -4,6 +4,7 @@
   neutralizer.onnx  z (N,256)                      -> z_neutral (N,256)
   decoder.onnx      z (N,256)                      -> image (N,3,128,128)
   enhancer.onnx     image (N,3,128,128)            -> image (N,3,S,S), S = 128 or 256 (2x)
+  smile_judge.onnx  image (N,3,128,128)            -> logit (N,)        (if the run has trained one)
   stoic.json        sizes, template, data version, how they were trained
 """
 from __future__ import annotations
@@ -48,6 +49,11 @@ def load_networks(run: Path) -> dict[str, nn.Module]:
     ntr = nets.Neutralizer()
     ntr.load_state_dict(ntr_state["neutralizer"])
     nets_["neutralizer"] = ntr.eval()
+    if (run / "smile_judge.pt").exists():  # transfer checks a reference's smile with it
+        judge_state = torch.load(run / "smile_judge.pt", map_location=device, weights_only=False)
+        judge = nets.SmileJudge()
+        judge.load_state_dict(judge_state["best"])
+        nets_["smile_judge"] = judge.eval()
     return nets_
 
 
@@ -62,9 +68,12 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
         "neutralizer": (z, "z", "z_neutral"),
         "decoder": (z, "z", "image"),
         "enhancer": (img, "image", "sharp"),
+        "smile_judge": (img, "image", "logit"),
     }
     written = []
     for name, (example, i, o) in specs.items():
+        if name not in networks:
+            continue
         path = out_dir / f"{name}.onnx"
         _export(networks[name], example, path, i, o)
         written.append(path)
@@ -143,7 +152,9 @@ def max_onnx_difference(run: str | Path, model_dir: str | Path, crops: np.ndarra
         zn = networks["neutralizer"](z)
         y = networks["decoder"](zn)
         s = networks["enhancer"](y)
-    ref = {"encoder": (x, z), "neutralizer": (z, zn), "decoder": (zn, y), "enhancer": (y, s)}
+        ref = {"encoder": (x, z), "neutralizer": (z, zn), "decoder": (zn, y), "enhancer": (y, s)}
+        if "smile_judge" in networks:
+            ref["smile_judge"] = (x, networks["smile_judge"](x))
     out = {}
     for name, (inp, expected) in ref.items():
         model = OnnxModel(Path(model_dir) / f"{name}.onnx", device="cpu")
