@@ -212,7 +212,7 @@ def info(models: Optional[Path] = ModelsOpt):
     rows.append(("GPU present", str(gpu_present())))
     rows.append(("providers used (auto)", ", ".join(choose_providers("auto"))))
     for d in candidate_dirs(models):
-        found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
+        found = [n for n in NETWORKS + ("smile_judge",) if (d / f"{n}.onnx").exists()]
         extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
         rows.append((f"models in {d}", ", ".join(found + extra) or "-"))
     for key, value in rows:
