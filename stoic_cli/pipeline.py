@@ -275,13 +275,6 @@ class Pipeline:
         (None without attributes.json: then the whole pull is taken back)."""
         return None if self.attribute_file is None else expression_basis(self.attributes)
 
-    def reference_expression(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
-        """The expression of the photo's largest usable face, for transfer (LEED): its latent
-        displacement from its own neutral code ((1, latent_dim)) and its motion (see
-        read_reference). Raises NoFaceError."""
-        ref = self.read_reference(photo)
-        return ref.displacement, ref.motion
-
     @functools.cached_property
     def canonical_face(self) -> np.ndarray | None:
         """attributes.json's canonical face code (None without one: then a reference's motion is

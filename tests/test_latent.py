@@ -24,10 +24,10 @@ def toy_neutralizer(r: float):
     return ntr
 
 
-def link_models_without_attributes(models_dir, folder: Path) -> None:
-    """The shipped models less attributes.json, linked into `folder`."""
+def link_models_without(models_dir, folder: Path, left_out: str = "attributes.json") -> None:
+    """The shipped models less the file `left_out`, linked into `folder`."""
     for f in Path(models_dir).iterdir():
-        if f.name != "attributes.json" and f.is_file():
+        if f.name != left_out and f.is_file():
             (folder / f.name).symlink_to(f.resolve())
 
 
@@ -131,7 +131,7 @@ def test_transfer_corrects_the_inputs_neutral_code_but_not_the_references(shippe
     assert keep is not None
     assert np.allclose(zn_input, take_back_pull(zn, models.neutralize(zn), listed, keep=keep), atol=1e-4)
     assert not np.allclose(zn_input, zn, atol=1e-2)
-    displacement, _ = transfer.reference_expression(photo)
+    displacement = transfer.read_reference(photo).displacement
     assert np.allclose(displacement, expression_displacement(z, zn), atol=1e-4)
 
 
@@ -155,7 +155,7 @@ def test_without_attributes_the_whole_pull_is_taken_back(shipped_models, detecto
     from stoic_cli.models import FaceModels
     from stoic_cli.pipeline import Pipeline
 
-    link_models_without_attributes(shipped_models, tmp_path)
+    link_models_without(shipped_models, tmp_path)
     models = FaceModels(tmp_path)
     pipe = Pipeline(models, detector, neutral_correction=1.0)
     assert pipe.expression_basis is None
@@ -186,7 +186,7 @@ def test_transfer_measures_the_references_motion_on_the_canonical_face(shipped_m
     before, after = models.decode(np.concatenate([canonical, canonical + ref.displacement]))
     assert np.allclose(ref.motion, estimate_flow(before, after), atol=1e-4)
 
-    link_models_without_attributes(shipped_models, tmp_path)  # then attributes.json without the canonical face
+    link_models_without(shipped_models, tmp_path)  # then attributes.json without the canonical face
     table = models.attributes()
     del table["canonical_face"]
     (tmp_path / "attributes.json").write_text(json.dumps(table))
@@ -249,9 +249,7 @@ def test_transfer_adds_the_smile_the_judge_sees_but_the_code_lacks(shipped_model
     assert drawn < on_photo < models.meta["smile_match"]["smiling_above"]
     assert unsmiling.smile_added == 0.0
 
-    for f in Path(shipped_models).iterdir():  # the same models without the judge
-        if f.name != "smile_judge.onnx" and f.is_file():
-            (tmp_path / f.name).symlink_to(f.resolve())
+    link_models_without(shipped_models, tmp_path, "smile_judge.onnx")  # the same models without the judge
     without = Pipeline(FaceModels(tmp_path), detector, job="transfer")
     assert without.smile_match is None
     assert np.allclose(without.read_reference(photo).displacement, ref_plain.displacement, atol=1e-5)

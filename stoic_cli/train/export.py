@@ -18,7 +18,7 @@ from torch import nn
 
 from stoic_cli import alignment
 from stoic_cli.train import nets
-from stoic_cli.train.trainer import enhancer_from_state, load_vae
+from stoic_cli.train.trainer import enhancer_from_state, load_smile_judge, load_vae
 
 OPSET = 17
 
@@ -50,10 +50,7 @@ def load_networks(run: Path) -> dict[str, nn.Module]:
     ntr.load_state_dict(ntr_state["neutralizer"])
     nets_["neutralizer"] = ntr.eval()
     if (run / "smile_judge.pt").exists():  # transfer checks a reference's smile with it
-        judge_state = torch.load(run / "smile_judge.pt", map_location=device, weights_only=False)
-        judge = nets.SmileJudge()
-        judge.load_state_dict(judge_state["best"])
-        nets_["smile_judge"] = judge.eval()
+        nets_["smile_judge"] = load_smile_judge(run, device)
     return nets_
 
 
