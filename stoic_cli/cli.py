@@ -59,12 +59,6 @@ LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face o
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
 MinEyeOpt = typer.Option(20.0, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
-FidelityOpt = typer.Option(None, "--fidelity", "-f", min=0.0, max=1.0,
-                           help="0 = around the mouth, where the expression changes a lot, the model's face "
-                                "replaces the photo's fine detail (the old teeth and lip edges go; the mouth is "
-                                "as soft as the model), 1 = keep the photo's detail everywhere (sharpest; traces "
-                                "of the old expression may stay). Default: the models' stoic.json (0).")
-
 
 def _torch_device(device: str) -> str:
     if device == "cpu":
@@ -89,8 +83,7 @@ def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
         raise typer.Exit(1)
 
 
-def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0,
-                   fidelity: Optional[float] = None, job: Optional[str] = None, match_smile: bool = True):
+def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0):
     from stoic_cli.detection import FaceDetector
     from stoic_cli.models import FaceModels, ModelNotFound
     from stoic_cli.pipeline import Pipeline
@@ -105,8 +98,7 @@ def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2)
     err.print(f"models: {models.dir} on {provider}", highlight=False)
-    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes, fidelity=fidelity,
-                    job=job, match_smile=match_smile)
+    return Pipeline(models, FaceDetector(device=_torch_device(device)), min_eye_distance=min_eyes)
 
 
 def _message(result) -> str:
@@ -212,7 +204,7 @@ def info(models: Optional[Path] = ModelsOpt):
     rows.append(("GPU present", str(gpu_present())))
     rows.append(("providers used (auto)", ", ".join(choose_providers("auto"))))
     for d in candidate_dirs(models):
-        found = [n for n in NETWORKS + ("smile_judge",) if (d / f"{n}.onnx").exists()]
+        found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
         extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
         rows.append((f"models in {d}", ", ".join(found + extra) or "-"))
     for key, value in rows:
@@ -242,28 +234,28 @@ def neutralize(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
-    fidelity: Optional[float] = FidelityOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
-    Only the face changes: hair, background and clothes keep their original pixels.
+    The photo's own pixels move (lips close, cheeks and corners relax); only where something
+    appears that the photo lacks (lips over teeth) is it drawn. Hair, background and clothes
+    keep their original pixels.
 
     [bold]Examples[/]
 
       stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_compare.png
       stoic neutralize ids/ -o out/ -r --report out/report.csv
-      stoic neutralize photo.jpg --strength 0.5     halfway to neutral
-      stoic neutralize photo.jpg --fidelity 1       keep every bit of the photo's detail (sharper mouth)"""
+      stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
     from stoic_cli.batch import plan_jobs, run_jobs
     from stoic_cli.images import load_photo, save_photo
-    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.latent import neutralize_edit
 
-    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="neutralize")
+    pipe = _load_pipeline(models, device, min_eyes)
     jobs = plan_jobs(images, "neutral", output, recursive)
 
     def work(job):
         photo = load_photo(job.source)
-        result = pipe.run(photo, lambda z, zn: neutralize_codes(z, zn, strength), largest)
+        result = pipe.run(photo, neutralize_edit(strength), largest)
         save_photo(photo, result.rgb, job.output)
         if compare:
             _compare_sheet(photo.rgb, result.rgb, job.output.with_name(f"{job.source.stem}_compare.png"))
@@ -337,36 +329,29 @@ def transfer(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
-    fidelity: Optional[float] = FidelityOpt,
-    match_smile: bool = typer.Option(True, "--match-smile/--no-match-smile", help="Check the reference's smile with the smile judge (smile_judge.onnx) and add what its code missed."),
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
     The expression is the reference's latent displacement from its own neutral code (LEED),
-    added to each input's neutral code, so the input keeps its identity. The expression's
-    motion (how the model's average face moves when given that displacement) moves each input's
-    face too. The smile judge then compares the reference photo's smile with the one the
-    displacement draws; when the photo smiles more, smile is added along the smile direction
-    (printed as "smile added"). --no-match-smile keeps the plain displacement."""
+    added to each input's neutral code, so the input keeps its identity. The renderer moves
+    each input's own pixels into that expression and draws only what is new (teeth of a
+    smile)."""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.images import ImageError, load_photo
     from stoic_cli.latent import transfer_edit
     from stoic_cli.pipeline import NoFaceError
 
-    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="transfer", match_smile=match_smile)
+    pipe = _load_pipeline(models, device, min_eyes)
     # The reference is checked before any input is touched.
     try:
         reference = pipe.read_reference(load_photo(expr))
     except (ImageError, NoFaceError) as exc:
         err.print(f"[red]error:[/] reference {expr}: {exc}")
         raise typer.Exit(2)
-    displacement, motion = reference.displacement, reference.motion
-    if reference.smile_added and not quiet:
-        err.print(f"reference {expr}: smile added {reference.smile_added:g} (the judge saw more smile "
-                  "on the photo than its code carried; --no-match-smile to keep it as read)", highlight=False)
+    displacement = reference.displacement
 
     def make_edit(a: float):
-        return transfer_edit(displacement, motion, a)
+        return transfer_edit(displacement, a)
 
     jobs = plan_jobs(images, "transfer", output, recursive)
     outcomes = _edit_photos(pipe, jobs, make_edit, alpha, steps, gif, largest, overwrite, quiet, "transferring")
@@ -417,13 +402,12 @@ def edit(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
-    fidelity: Optional[float] = FidelityOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
     Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
-    --attr smile=-0.5 --attr surprise=0.3 (several at once). Expressions also move the face
-    (a dropping jaw, rising brows) as real faces do, measured on the training people."""
+    --attr smile=-0.5 --attr surprise=0.3 (several at once). The renderer moves the photo's own
+    pixels (a dropping jaw, rising brows) and draws only what is new."""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.latent import attribute_edit
     from stoic_cli.models import FaceModels, ModelNotFound
@@ -444,7 +428,7 @@ def edit(
     if not images or not attr:
         err.print("[red]error:[/] give images and at least one --attr NAME=AMOUNT (see --list)")
         raise typer.Exit(2)
-    pipe = _load_pipeline(models, device, min_eyes, fidelity, job="edit")
+    pipe = _load_pipeline(models, device, min_eyes)
     try:
         known = pipe.models.attribute_table()
     except ModelNotFound as exc:
@@ -470,7 +454,7 @@ def data_prepare(
     limit: Optional[int] = typer.Option(None, "--limit", help="Quick runs: the first N people of each dataset, at most 2N images."),
     workers: int = typer.Option(0, "--workers", help="Processes (default: up to 2)."),
     size: int = typer.Option(128, "--size", min=32, max=1024,
-                             help="Crop side: 128 for the VAE, 256 for the 2x enhancer's targets."),
+                             help="Crop side: 128 for the VAE, 256 for the renderer."),
 ):
     """Align the datasets with stoic's aligner into a cache, split by person (fixed seed)."""
     from rich.progress import Progress
@@ -564,9 +548,7 @@ def train_run(
         try:
             if s == "attributes":
                 from stoic_cli.train.attributes import fit_attributes
-                from stoic_cli.train.motion import add_motion
                 path = fit_attributes(cfg, dev)
-                add_motion(path, cfg.cache)
             else:
                 with Progress(console=err, transient=True) as progress:
                     path = funcs[s](cfg, dev, progress)
@@ -576,33 +558,49 @@ def train_run(
         out.print(f"{s}: {path}")
 
 
-@train_app.command("motion")
-def train_motion(
-    attributes: Path = typer.Option(Path("models/attributes.json"), "--attributes",
-                                    help="attributes.json to add the motion templates to (in place)."),
-    cache: Path = typer.Option(Path("cache"), "--cache", help="Crops and labels from `stoic data prepare`."),
+@train_app.command("renderer")
+def train_renderer_command(
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON file of RendererConfig values."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="256 px cache (`stoic data prepare --size 256`)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder (default: runs/renderer)."),
+    set_: Optional[List[str]] = SetOpt,
 ):
-    """Measure each expression's motion (how real faces move from neutral to it, averaged over
-    the training people) and store it with the attribute; needs no networks."""
-    from stoic_cli.train.motion import add_motion
+    """Train the renderer (resumes from its checkpoint; logs renderer_log.csv and renderer_val.csv).
 
-    for need in (attributes, cache / "labels.csv"):
-        if not need.exists():
-            err.print(f"[red]error:[/] {need} not found" + (" (run `stoic data prepare` first)" if need.name == "labels.csv" else ""))
-            raise typer.Exit(2)
-    for name, people in add_motion(attributes, cache).items():
-        out.print(f"{name}: motion from {people} people")
-    out.print(f"wrote {attributes}")
+    It learns from same-person pairs how the photo's pixels move between two codes and what must
+    be drawn. Example: stoic train renderer --cache cache256 --set steps=4000 --set threads=2"""
+    from rich.progress import Progress
+
+    from stoic_cli.train.render_stage import RendererConfig, train_renderer
+
+    extra = {}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    try:
+        cfg = RendererConfig.load(config, cache=str(cache) if cache else None, run=str(run) if run else None, **extra)
+        with Progress(console=err, transient=True) as progress:
+            path = train_renderer(cfg, progress)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        err.print(f"[red]error:[/] renderer: {exc}")
+        raise typer.Exit(2)
+    out.print(f"renderer: {path}")
 
 
 @train_app.command("export")
 def train_export(
     run: Path = typer.Option(Path("runs/stoicnet"), "--run", help="Run folder with the trained checkpoints."),
     output: Path = typer.Option(Path("models"), "-o", "--output", help="Folder for the ONNX files."),
+    renderer: Optional[Path] = typer.Option(None, "--renderer", help="Renderer run folder: write renderer.onnx only "
+                                            "(its guided design embeds the decoder of --output)."),
 ):
-    """Export encoder, neutralizer, decoder and enhancer to ONNX (+ attributes.json if fitted)."""
+    """Export encoder, neutralizer and decoder to ONNX (+ attributes.json if fitted), or the renderer."""
     import shutil
 
+    if renderer is not None:
+        from stoic_cli.train.render_stage import export_renderer
+        out.print(f"wrote {export_renderer(renderer, output / 'renderer.onnx', output)}")
+        return
     from stoic_cli.train.export import export_all
 
     for p in export_all(run, output):

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stoic_cli.runtime import OnnxModel
 
-NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
+NETWORKS = ("encoder", "neutralizer", "decoder", "renderer")
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
               "full checkout (`pip install -e .`), point --models/STOIC_MODELS at that folder, or "
               "train and export your own (`stoic train run all` then `stoic train export`).")
@@ -21,6 +22,16 @@ HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reins
 
 class ModelNotFound(FileNotFoundError):
     pass
+
+
+@dataclass
+class Rendering:
+    """What the renderer says of each face (crop space, render_size): `motion` (N,S,S,2), where
+    each output pixel comes from, in fractions of the side; `mask` (N,S,S) in 0..1, where the
+    drawn `fill` (N,S,S,3, 0..255) replaces the moved photo."""
+    motion: np.ndarray
+    mask: np.ndarray
+    fill: np.ndarray
 
 
 def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
@@ -58,7 +69,9 @@ def from_model_output(images: np.ndarray) -> np.ndarray:
 
 
 class FaceModels:
-    """encoder, neutralizer, decoder and enhancer (and the optional smile judge), loaded lazily."""
+    """encoder, neutralizer, renderer and decoder, loaded lazily. The codes decide what a face
+    becomes, the renderer how the photo's pixels get there; the decoder only draws codes (the
+    codes' check, for evaluation), never output pixels."""
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int = 0):
         self.dir = find_model_dir(model_dir)
@@ -67,7 +80,7 @@ class FaceModels:
         meta_path = self.dir / "stoic.json"
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.image_size = int(self.meta.get("image_size", 128))  # what the encoder reads
-        self.output_size = int(self.meta.get("output_size", self.image_size))  # what decode() returns
+        self.render_size = int(self.meta.get("render_size", 256))  # what the renderer reads
 
     def net(self, name: str) -> OnnxModel:
         if name not in self._nets:
@@ -87,21 +100,15 @@ class FaceModels:
     def neutralize(self, z: np.ndarray) -> np.ndarray:
         return self.net("neutralizer")(z)
 
-    def decode(self, z: np.ndarray, enhance: bool = True) -> np.ndarray:
-        """Codes -> float NHWC images in [0, 255]."""
-        img = self.net("decoder")(np.asarray(z, np.float32))
-        if enhance:
-            img = self.net("enhancer")(img)
-        return from_model_output(img)
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Codes -> float NHWC images in [0, 255] (the encoder's size): what a code means."""
+        return from_model_output(self.net("decoder")(np.asarray(z, np.float32)))
 
-    def has(self, name: str) -> bool:
-        """Whether the optional network `name` (e.g. smile_judge) is installed."""
-        return (self.dir / f"{name}.onnx").exists()
-
-    def smile_logit(self, crops: np.ndarray) -> np.ndarray:
-        """The smile judge's logit per aligned crop (uint8 or float NHWC in [0, 255]): whether
-        the mouth smiles, from a small classifier trained beside the VAE (smile_judge.onnx)."""
-        return self.net("smile_judge")(to_model_input(crops)).reshape(len(crops))
+    def render(self, crops: np.ndarray, own: np.ndarray, target: np.ndarray) -> "Rendering":
+        """The renderer on aligned uint8 crops (render_size) with their own and edited codes."""
+        packed = self.net("renderer")(to_model_input(crops), own, target).transpose(0, 2, 3, 1)
+        return Rendering(motion=packed[..., 0:2], mask=np.clip(packed[..., 2], 0, 1),
+                         fill=(np.clip(packed[..., 3:6], -1, 1) + 1.0) * 127.5)
 
     def attribute_table(self) -> dict:
         """The attribute directions as stoic_cli.latent.Attribute objects, by name."""

@@ -1,9 +1,9 @@
-"""Putting edited faces back into the full-resolution photo (GFPGAN-style inverse warp).
+"""Putting rendered faces back into the full-resolution photo (GFPGAN-style inverse warp).
 
-Edits are applied as a *change* (edited model output minus the model's own reconstruction)
-added to the original pixels, so skin texture, eyes and hair keep the photo's own detail and
-an unchanged face comes back unchanged. A feathered mask limits the change to the face; pixels
-where the mask is zero are copied byte for byte."""
+The renderer's motion moves the photo's *own* pixels at the photo's resolution (not the
+crop's), so lips, skin and teeth keep their real texture; its fill is blended in only where its
+mask says something new appears. A feathered face mask bounds both; pixels outside it are
+copied byte for byte."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -101,36 +101,6 @@ def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
                               cv2.BORDER_REPLICATE)
 
 
-def apply_change(image: np.ndarray, change: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None,
-                 replace: np.ndarray | None = None, weight: np.ndarray | None = None,
-                 crop: np.ndarray | None = None, detail_weight: np.ndarray | None = None) -> np.ndarray:
-    """Add a crop-space change (float, in 0..255 units, e.g. decode(edited) - decode(own)) to a copy
-    of the full-resolution photo under the mask. The change is smooth, so upsampling it to the
-    photo's resolution loses nothing, while the photo keeps its own fine detail.
-
-    Where the change is too large to add (an open smile closing), `replace` (crop-space pixels)
-    takes over with `weight` (crop-space, 0..1). The photo's detail finer than the crop (photo
-    minus the upsampled `crop`) is dropped with `detail_weight`: kept, it would bring back the
-    very teeth and lip edges the edit removes; dropped everywhere, the whole face would go as
-    soft as the model's 128 px output. So it goes only where the model moves edges."""
-    if replace is None or weight is None:
-        return _update_under_mask(image, change, matrix, mask, lambda photo, delta, m: photo + delta * m,
-                                  cv2.BORDER_CONSTANT)
-    if crop is None:
-        raise ValueError("apply_change: `replace` needs the `crop` it replaces")
-    detail_weight = np.zeros_like(weight) if detail_weight is None else detail_weight
-    # Pack everything so that it is warped together: change 3, replace 3, crop 3, weights 2.
-    packed = np.concatenate([change, replace, crop.astype(np.float32), weight[..., None],
-                             detail_weight[..., None]], axis=2)
-
-    def combine(photo, values, m):
-        delta, new, low = values[..., :3], values[..., 3:6], values[..., 6:9]
-        w, v = values[..., 9:10], values[..., 10:11]
-        return photo + m * (delta * (1 - w) + w * (new - low) - v * (photo - low))
-
-    return _update_under_mask(image, packed.astype(np.float32), matrix, mask, combine, cv2.BORDER_REPLICATE)
-
-
 def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Move the photo's own pixels as the model's face moves: `flow` (crop-space, (size, size, 2),
     in crop pixels) says where each crop pixel of the edited face comes from in the unedited one,
@@ -154,3 +124,18 @@ def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.nd
     src = cv2.remap(image, xx + shift[..., 0], yy + shift[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     out[y0:y1, x0:x1][touched] = src[touched]
     return out
+
+
+def render_face(image: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
+                matrix: np.ndarray) -> np.ndarray:
+    """One face's rendering (crop space: `motion` (S,S,2) in fractions of the side, `mask` (S,S)
+    0..1, `fill` (S,S,3) 0..255) applied to a copy of the photo aligned by `matrix`: first the
+    photo's pixels move, then the fill is blended in under the mask. Both fade out at the face
+    mask's edge, so hair and background never move."""
+    size = motion.shape[0]
+    face = face_mask(size)
+    moved = warp_photo(image, motion * size * face[..., None], matrix)
+    weight = np.asarray(mask, np.float32) * face
+    if not (weight > 1e-3).any():
+        return moved
+    return paste_crop(moved, fill, matrix, weight)

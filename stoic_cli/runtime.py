@@ -54,7 +54,8 @@ def _preload_cuda_libraries() -> None:
 
 
 class OnnxModel:
-    """One ONNX network with a single input and output, run in batches."""
+    """One ONNX network with one output and one or more inputs (in the file's order), run in
+    batches."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
         import onnxruntime as ort
@@ -73,7 +74,7 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
     @property
@@ -81,10 +82,12 @@ class OnnxModel:
         """The provider that actually runs this model."""
         return self.session.get_providers()[0]
 
-    def __call__(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if len(x) <= batch_size:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
-        parts = [self.session.run([self.output_name], {self.input_name: x[i:i + batch_size]})[0]
-                 for i in range(0, len(x), batch_size)]
-        return np.concatenate(parts)
+    def __call__(self, *inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"{self.path.name} takes {len(self.input_names)} input(s), got {len(inputs)}")
+        arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+        run = lambda i, j: self.session.run([self.output_name], {n: a[i:j] for n, a in zip(self.input_names, arrays)})[0]
+        n = len(arrays[0])
+        if n <= batch_size:
+            return run(0, n)
+        return np.concatenate([run(i, i + batch_size) for i in range(0, n, batch_size)])

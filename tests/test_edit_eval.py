@@ -175,6 +175,30 @@ def test_sheet_picks():
 
 # --------------------------------------------------------------------------- end to end
 
+def export_difference_renderer(decoder, path) -> None:
+    """A renderer-shaped network with known answers: no motion, and the decoded target drawn
+    wherever it differs from the decoded own code (nowhere when the codes are equal)."""
+    import torch
+    import torch.nn.functional as F
+
+    class DifferenceRenderer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = decoder
+
+        def forward(self, crop, own, target):
+            a, b = self.decoder(own), self.decoder(target)
+            mask = ((b - a).abs().mean(1, keepdim=True) * 20).clamp(0, 1)
+            up = lambda t: F.interpolate(t, size=crop.shape[2:], mode="bilinear", align_corners=False)
+            return torch.cat([torch.zeros_like(crop[:, :2]), up(mask), up(b)], 1)
+
+    d = torch.zeros(1, 256)
+    torch.onnx.export(DifferenceRenderer(), (torch.zeros(1, 3, 256, 256), d, d), str(path),
+                      input_names=["crop", "own", "target"], output_names=["rendered"],
+                      dynamic_axes={n: {0: "batch"} for n in ("crop", "own", "target", "rendered")},
+                      opset_version=17, dynamo=False)
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """Random-weight networks exported like `stoic train export` does, into pytest's tmp dir.
@@ -191,13 +215,14 @@ def tiny_models(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_models")
     img, z = torch.zeros(2, 3, nets.IMAGE_SIZE, nets.IMAGE_SIZE), torch.zeros(2, nets.LATENT_DIM)
+    decoder = nets.Decoder().eval()
     for name, module, example, i, o in (("encoder", _EncoderMean(nets.Encoder()), img, "image", "z"),
                                         ("neutralizer", nets.Neutralizer(), z, "z", "z_neutral"),
-                                        ("decoder", nets.Decoder(), z, "z", "image"),
-                                        ("enhancer", nets.Enhancer(), img, "image", "sharp")):
+                                        ("decoder", decoder, z, "z", "image")):
         with warnings.catch_warnings():  # the legacy exporter's deprecation notes
             warnings.simplefilter("ignore", DeprecationWarning)
             _export(module, example, folder / f"{name}.onnx", i, o)
+    export_difference_renderer(decoder, folder / "renderer.onnx")
     (folder / "stoic.json").write_text(json.dumps({"image_size": nets.IMAGE_SIZE}))
     rng = np.random.default_rng(0)
     table = {"format": 1, "attributes": {

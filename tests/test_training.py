@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from stoic_cli.train import data, export, nets, trainer  # noqa: E402
 
-NETWORKS = ("encoder", "neutralizer", "decoder", "enhancer")
+NETWORKS = ("encoder", "neutralizer", "decoder")
 
 
 def assert_numeric(rows: list[dict], columns: list[str]) -> None:
@@ -63,16 +63,17 @@ def run(tmp_path_factory):
     trainer.train_neutralizer(cfg, cpu)
     facts["exported"] = export.export_all(run_dir, models)
 
-    # The 2x enhancer: same VAE and neutralizer, an enhancer trained on 256 px crops.
-    cache2x, run2x = base / "cache256", base / "run2x"
-    data.prepare(DATASETS, cache2x, datasets=["jaffe"], limit=2, workers=1, size=256)
-    run2x.mkdir()
-    for name in ("vae.pt", "neutralizer.pt"):
-        shutil.copy(run_dir / name, run2x / name)
-    cfg2x = dataclasses.replace(cfg, run=str(run2x), enhancer_scale=2, enhancer_cache=str(cache2x))
-    trainer.train_enhancer(cfg2x, cpu)
-    facts.update(cfg=cfg, cache2x=cache2x, run2x=run2x, models2x=base / "models2x")
-    export.export_all(run2x, base / "models2x")
+    # The renderer, a few steps on 256 px crops, with the codes of the models just exported.
+    from stoic_cli.train.render_stage import RendererConfig, export_renderer, train_renderer
+    cache256, run_r = base / "cache256", base / "renderer"
+    data.prepare(DATASETS, cache256, datasets=["jaffe"], limit=3, workers=1, size=256)
+    rcfg = RendererConfig(cache=str(cache256), models=str(models), run=str(run_r), steps=2, batch_size=2,
+                          checkpoint_every=2, log_every=1, threads=1, gan_start=1)
+    train_renderer(rcfg)
+    facts["renderer_step_first"] = torch.load(run_r / "renderer.pt", weights_only=False)["step"]
+    train_renderer(dataclasses.replace(rcfg, steps=3))  # resumes from step 2
+    export_renderer(run_r, models / "renderer.onnx", models)
+    facts.update(cfg=cfg, cache256=cache256, renderer_run=run_r, renderer_cfg=rcfg)
     return facts
 
 
@@ -146,30 +147,6 @@ def test_onnx_matches_pytorch_on_real_crops(run):
     assert all(d < 1e-3 for d in diffs.values()), diffs
 
 
-def test_export_adds_the_smile_judge_when_the_run_has_one(run, tmp_path):
-    """A run with a trained smile judge exports it beside the four networks (transfer checks a
-    reference's smile with it), and ONNX Runtime agrees with PyTorch on it."""
-    judged = tmp_path / "run"
-    shutil.copytree(run["run"], judged)
-    judge = nets.SmileJudge()
-    torch.nn.init.normal_(judge.head[1].weight, std=0.5)  # a judge whose logits vary with the mouth
-    torch.save({"smile_judge": judge.state_dict(), "best": judge.state_dict(), "step": 1}, judged / "smile_judge.pt")
-    written = export.export_all(judged, tmp_path / "models")
-    assert sorted(p.name for p in written) == sorted([f"{n}.onnx" for n in NETWORKS] + ["smile_judge.onnx", "stoic.json"])
-    crops, _ = data.load_cache(run["cache"])
-    diffs = export.max_onnx_difference(judged, tmp_path / "models", np.array(crops[:8]))
-    assert set(diffs) == set(NETWORKS) | {"smile_judge"}
-    assert all(d < 1e-3 for d in diffs.values()), diffs
-    from stoic_cli.models import FaceModels
-    models = FaceModels(tmp_path / "models")
-    assert models.has("smile_judge") and not FaceModels(run["models"]).has("smile_judge")
-    x = torch.from_numpy(np.array(crops[:8])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        expected = judge.eval()(x).numpy()
-    assert expected.std() > 1e-3
-    assert np.allclose(models.smile_logit(np.array(crops[:8])), expected, atol=1e-3)
-
-
 def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths, london_faces, tmp_path):
     from typer.testing import CliRunner
 
@@ -223,72 +200,31 @@ def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths
     assert np.abs(edited_jpeg[~face].astype(int) - original[~face]).mean() < 2
 
 
-def test_2x_enhancer_exports_and_matches_pytorch(run):
-    meta = json.loads((run["models2x"] / "stoic.json").read_text())
-    assert meta["image_size"] == 128 and meta["output_size"] == 256
-    state = torch.load(run["run2x"] / "enhancer.pt", map_location="cpu", weights_only=False)
-    assert state["step"] == 3 and state["shape"]["scale"] == 2
-    crops, _ = data.load_cache(run["cache"])
-    diffs = export.max_onnx_difference(run["run2x"], run["models2x"], np.array(crops[:4]))
-    assert all(d < 1e-3 for d in diffs.values()), diffs
+def test_renderer_log_checkpoint_and_resume(run):
+    rows = read_log(run["renderer_run"] / "renderer_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # the second call resumed at step 2
+    assert run["renderer_step_first"] == 2
+    assert_numeric(rows, ["l1", "ssim", "warp", "mask", "motion_tv", "gan", "feature", "critic"])
+    assert float(rows[0]["gan"]) == 0 and float(rows[1]["gan"]) > 0  # the critic joins at gan_start
+    state = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)
+    assert state["step"] == 3 and not any(k.startswith("decoder.") for k in state["renderer"])
 
+
+def test_renderer_onnx_matches_pytorch_on_real_crops(run):
     from stoic_cli.models import FaceModels
-    models = FaceModels(run["models2x"], device="cpu")
-    out = models.decode(models.encode(np.array(crops[:2])))
-    assert out.shape == (2, 256, 256, 3)
+    from stoic_cli.train.render_stage import max_renderer_difference
+
+    crops, _ = data.load_cache(run["cache256"])
+    crops = np.array(crops[:4])
+    models = FaceModels(run["models"], device="cpu")
+    z = models.encode(np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_AREA) for c in crops]))
+    diff = max_renderer_difference(run["renderer_run"], run["models"] / "renderer.onnx", crops, z,
+                                   models.neutralize(z), run["models"])
+    assert diff < 1e-3
 
 
-def test_2x_enhancer_refuses_crops_of_the_wrong_size(run, tmp_path):
-    cfg = dataclasses.replace(run["cfg"], run=str(tmp_path), enhancer_scale=2)  # the 128 px cache
-    shutil.copy(run["run"] / "vae.pt", tmp_path / "vae.pt")
+def test_renderer_refuses_crops_of_the_wrong_size(run, tmp_path):
+    from stoic_cli.train.render_stage import train_renderer
+    cfg = dataclasses.replace(run["renderer_cfg"], cache=str(run["cache"]), run=str(tmp_path))  # 128 px
     with pytest.raises(ValueError, match="--size 256"):
-        trainer.train_enhancer(cfg, torch.device("cpu"))
-
-
-def test_2x_models_edit_only_the_face(run, london_paths, london_faces, detector):
-    from stoic_cli.images import Photo
-    from stoic_cli.latent import neutralize_codes
-    from stoic_cli.models import FaceModels
-    from stoic_cli.pipeline import Pipeline
-
-    name = "094_smiling.jpg"
-    src = next(p for p in london_paths if p.name == name)
-    rgb = np.asarray(Image.open(src).convert("RGB"))
-    pipe = Pipeline(FaceModels(run["models2x"], device="cpu"), detector)
-    assert pipe.out_size == 256 and pipe.size == 128
-    result = pipe.apply(Photo(rgb=rgb), london_faces[name][:1], lambda z, zn: neutralize_codes(z, zn, 10000))
-    assert result.faces[0].crop.shape == (256, 256, 3) == result.faces[0].edited_crop.shape
-    changed = (result.rgb != rgb).any(2)
-    assert changed.sum() > 500
-    from stoic_cli.alignment import alignment_matrix
-    from stoic_cli.pasteback import face_mask
-    matrix = alignment_matrix(london_faces[name][0].landmarks, 256)
-    mask = cv2.warpAffine(face_mask(256).astype(np.float32), matrix, rgb.shape[1::-1],
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
-    face = cv2.dilate((mask > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    assert not changed[~face].any()
-
-
-def test_attributes_hold_the_canonical_face(run, tmp_path):
-    """fit_attributes writes the canonical face: the mean over the Taiwanese training people of
-    each one's mean neutral code, which transfer decodes a reference's displacement on."""
-    from stoic_cli.latent import canonical_code
-    from stoic_cli.train.attributes import CANONICAL_DATASET, fit_attributes
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    shutil.copy(run["run"] / "vae.pt", run_dir / "vae.pt")
-    table = json.loads(fit_attributes(dataclasses.replace(run["cfg"], run=str(run_dir)), torch.device("cpu")).read_text())
-
-    crops, labels = data.load_cache(run["cache"])
-    people: dict = {}
-    for r in labels:
-        if r["split"] == "train" and r["dataset"] == CANONICAL_DATASET and r["expression"] == "neutral":
-            people.setdefault(r["person"], []).append(r["row"])
-    assert people, "the tiny cache has no Taiwanese training person with a neutral photo"
-    enc, _ = trainer.load_vae(run_dir, torch.device("cpu"))
-    means = [trainer.encode_rows(enc, crops, rows, torch.device("cpu")).mean(0) for rows in people.values()]
-    face = table["canonical_face"]
-    assert face["people"] == len(people) and face["dataset"] == CANONICAL_DATASET
-    assert np.allclose(canonical_code(table)[0], np.mean(means, 0), atol=1e-5)
-    assert "smile" in table["attributes"]  # the directions are still written beside it
+        train_renderer(cfg)

@@ -61,30 +61,32 @@ def _load_photos(photos_dir: Path | None) -> list:
 
 
 def _stack(models, crops: np.ndarray, repeats: int) -> dict:
-    """encode -> neutralize -> decode -> enhance on one batch; per-stage and total medians."""
-    from stoic_cli.models import to_model_input
+    """encode -> neutralize -> render on one batch of render-sized crops; per-stage and total
+    medians."""
+    from stoic_cli.pipeline import _encoder_sized
 
-    x = to_model_input(crops)
-    nets = [models.net(n) for n in ("encoder", "neutralizer", "decoder", "enhancer")]
+    small = _encoder_sized(crops, models.image_size)
+    stages = (("encode", lambda _: models.encode(small)), ("neutralize", models.neutralize),
+              ("render", lambda zn: models.render(crops, zs, zn)))
+    zs = models.encode(small)
     for _ in range(2):  # warm-up for this batch shape
-        y = x
-        for net in nets:
-            y = net(y)
-    stage_times: list[list[float]] = [[] for _ in nets]
+        y = None
+        for _, fn in stages:
+            y = fn(y)
+    stage_times: list[list[float]] = [[] for _ in stages]
     totals = []
     for _ in range(max(1, repeats)):
-        y, total = x, 0.0
-        for k, net in enumerate(nets):
+        y, total = None, 0.0
+        for k, (_, fn) in enumerate(stages):
             start = time.perf_counter()
-            y = net(y)
+            y = fn(y)
             took = time.perf_counter() - start
             stage_times[k].append(took)
             total += took
         totals.append(total)
     med = statistics.median(totals)
     return {"batch_size": len(crops), "faces_per_s": len(crops) / med, "ms_per_batch": 1000 * med,
-            **{f"ms_{n}": 1000 * statistics.median(t)
-               for n, t in zip(("encode", "neutralize", "decode", "enhance"), stage_times)}}
+            **{f"ms_{n}": 1000 * statistics.median(t) for (n, _), t in zip(stages, stage_times)}}
 
 
 def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_sizes: Sequence[int] = (1, 8, 32),
@@ -98,7 +100,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
 
     from stoic_cli.alignment import align_face
     from stoic_cli.detection import FaceDetector
-    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.latent import neutralize_edit
     from stoic_cli.models import FaceModels
     from stoic_cli.pipeline import NoFaceError, Pipeline
     from stoic_cli.runtime import CUDA
@@ -107,7 +109,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     provider = models.provider
     torch_device = "cuda" if provider == CUDA else "cpu"  # MTCNN follows ONNX Runtime
     photos = _load_photos(Path(photos_dir) if photos_dir else None)
-    size = models.image_size
+    size = models.render_size
     result: dict = {
         "environment": {
             "device_requested": device, "onnx_provider": provider, "onnxruntime": ort.__version__,
@@ -143,10 +145,10 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     result["environment"]["crops"] = f"real ({len(crops)} faces)" if crops else "random"
     result["model_stack"] = [_stack(models, source[np.arange(b) % len(source)], repeats) for b in batch_sizes]
 
-    # (c) end to end: detect, align, encode, neutralize, decode own + edited, enhance, paste back.
+    # (c) end to end: detect, align, encode, neutralize, render, paste back.
     if photos:
-        pipe = Pipeline(models, detector, job="neutralize")
-        edit = lambda z, zn: neutralize_codes(z, zn, 1.0)  # noqa: E731
+        pipe = Pipeline(models, detector)
+        edit = neutralize_edit(1.0)
         failed = 0
 
         def one_pass():
@@ -182,7 +184,7 @@ def print_bench(result: dict, console=None) -> None:
     for col in ("what", "batch", "throughput", "latency", "detail"):
         table.add_column(col, justify="left" if col in ("what", "detail") else "right")
     for s in result["model_stack"]:
-        detail = " ".join(f"{k[3:]} {s[k]:.1f}" for k in ("ms_encode", "ms_neutralize", "ms_decode", "ms_enhance"))
+        detail = " ".join(f"{k[3:]} {s[k]:.1f}" for k in ("ms_encode", "ms_neutralize", "ms_render"))
         table.add_row("model stack", str(s["batch_size"]), f"{s['faces_per_s']:.1f} faces/s",
                       f"{s['ms_per_batch']:.1f} ms/batch", f"ms: {detail}")
     if "detection" in result:

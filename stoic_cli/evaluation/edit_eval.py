@@ -257,7 +257,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             tick()
 
     failures: list[dict] = []
-    refs = []  # (path, (displacement, motion), look)
+    refs = []  # (path, displacement, look)
     for path in references:
         try:
             photo = load_photo(path)
@@ -266,7 +266,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
         crop_smiles = (_crop_smile(ref.crop, expression), _crop_smile(ref.reconstruction, expression))
-        refs.append((path, (ref.displacement, ref.motion), _look(photo.rgb, identity, expression), crop_smiles))
+        refs.append((path, ref.displacement, _look(photo.rgb, identity, expression), crop_smiles))
     n_failed_refs = len(references) - len(refs)
 
     rows, thumbs, same_person = [], [], 0
@@ -280,18 +280,18 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             continue
         advance(n_failed_refs)
         look_in = None
-        for r, (ref_path, (displacement, motion), look_ref, (c_ref, c_rec)) in enumerate(refs):
+        for r, (ref_path, displacement, look_ref, (c_ref, c_rec)) in enumerate(refs):
             if _same_file(ref_path, in_path) or person_of(ref_path) == person_of(in_path):
                 same_person += 1
                 advance()
                 continue
             if look_in is None:  # judged only once it is needed
                 look_in = _look(photo.rgb, identity, expression)
-                crop_in, _ = align_face(photo.rgb, faces[0].landmarks, pipeline.size)
+                crop_in, _ = align_face(photo.rgb, faces[0].landmarks, pipeline.render_size)
                 zn_in = pipeline.codes(crop_in[None])[1]  # the neutral code as the job uses it
                 c_in = _crop_smile(crop_in, expression)
             try:
-                result = pipeline.apply(photo, faces, transfer_edit(displacement, motion, alpha))
+                result = pipeline.apply(photo, faces, transfer_edit(displacement, alpha))
                 decoded = pipeline.models.decode(transfer_codes(zn_in, displacement, alpha).astype(np.float32))[0]
             except Exception as exc:
                 failures.append({"reference": str(ref_path), "input": str(in_path),

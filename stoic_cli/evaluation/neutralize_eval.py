@@ -263,10 +263,10 @@ def _gallery_stats(row: dict, tag: str, desc, own, others) -> None:
 def make_neutralize_fn(pipeline, strength: float = 1.0) -> NeutralizeFn:
     """Photo -> neutralized RGB with stoic's pipeline, largest face only (the judges look at the
     largest face too)."""
-    from stoic_cli.latent import neutralize_codes
+    from stoic_cli.latent import neutralize_edit
 
     def fn(photo: Photo) -> np.ndarray:
-        return pipeline.run(photo, lambda z, zn: neutralize_codes(z, zn, strength), largest=True).rgb
+        return pipeline.run(photo, neutralize_edit(strength), largest=True).rgb
 
     return fn
 

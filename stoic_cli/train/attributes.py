@@ -11,10 +11,6 @@ encoder (EGGAN's continuous intensities, as directions in StoicNet's latent spac
 Because the directions are differences within the same people (expressions) or population
 averages (age, gender), identity-specific parts of the code largely cancel out.
 
-The same file holds the canonical face: the average neutral code of the Taiwanese training
-people. Transfer measures a reference's motion by decoding its displacement there (see
-Pipeline.read_reference): the decoder draws expressions best on the faces it was shown most
-(that set is drawn 8x), where on an unusual reference's own code it mutes them.
 """
 from __future__ import annotations
 
@@ -52,22 +48,6 @@ def expression_directions(codes: dict[int, np.ndarray], labels: list[dict]) -> d
     return out
 
 
-CANONICAL_DATASET = "taiwanese"
-
-
-def canonical_face(codes: dict[int, np.ndarray], labels: list[dict],
-                   dataset: str = CANONICAL_DATASET) -> tuple[np.ndarray, int] | None:
-    """The mean over `dataset`'s people of each person's mean neutral code (every person
-    counts once, however many photos they have), and how many people; None without any."""
-    by_person: dict = {}
-    for r in labels:
-        if r["row"] in codes and r["dataset"] == dataset and r["expression"] == "neutral":
-            by_person.setdefault(r["person"], []).append(codes[r["row"]])
-    if not by_person:
-        return None
-    return np.mean([np.mean(c, 0) for c in by_person.values()], 0), len(by_person)
-
-
 def fit_attributes(cfg: TrainConfig, device: torch.device, max_utk: int = 6000) -> Path:
     run = Path(cfg.run)
     crops, labels = load_cache(cfg.cache)
@@ -102,12 +82,6 @@ def fit_attributes(cfg: TrainConfig, device: torch.device, max_utk: int = 6000) 
                                     "unit": "typical difference", "kind": "appearance", "people": int(female.sum() + male.sum()),
                                     "help": "+1 more feminine, -1 more masculine"}
     table: dict = {"format": 1, "attributes": attributes}
-    canonical = canonical_face(codes, pair_rows)
-    if canonical is not None:
-        code, people = canonical
-        table["canonical_face"] = {"code": code.round(6).tolist(), "dataset": CANONICAL_DATASET, "people": people,
-                                   "help": "mean neutral code of the training people; transfer measures a "
-                                           "reference's motion there"}
     path = run / "attributes.json"
     path.write_text(json.dumps(table))
     return path

@@ -2,10 +2,9 @@
 
   encoder.onnx      image (N,3,128,128) in [-1,1]  -> mu (N,256)       (the mean: no sampling)
   neutralizer.onnx  z (N,256)                      -> z_neutral (N,256)
-  decoder.onnx      z (N,256)                      -> image (N,3,128,128)
-  enhancer.onnx     image (N,3,128,128)            -> image (N,3,S,S), S = 128 or 256 (2x)
-  smile_judge.onnx  image (N,3,128,128)            -> logit (N,)        (if the run has trained one)
+  decoder.onnx      z (N,256)                      -> image (N,3,128,128)  (the codes' check)
   stoic.json        sizes, template, data version, how they were trained
+renderer.onnx is exported from its own run (stoic_cli.train.render_stage.export_renderer).
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from torch import nn
 
 from stoic_cli import alignment
 from stoic_cli.train import nets
-from stoic_cli.train.trainer import enhancer_from_state, load_smile_judge, load_vae
+from stoic_cli.train.trainer import load_vae
 
 OPSET = 17
 
@@ -43,14 +42,10 @@ def load_networks(run: Path) -> dict[str, nn.Module]:
     device = torch.device("cpu")
     enc, dec = load_vae(run, device)
     nets_ = {"encoder": _EncoderMean(enc), "decoder": dec}
-    enh_state = torch.load(run / "enhancer.pt", map_location=device, weights_only=False)
-    nets_["enhancer"] = enhancer_from_state(enh_state).eval()
     ntr_state = torch.load(run / "neutralizer.pt", map_location=device, weights_only=False)
     ntr = nets.Neutralizer()
     ntr.load_state_dict(ntr_state["neutralizer"])
     nets_["neutralizer"] = ntr.eval()
-    if (run / "smile_judge.pt").exists():  # transfer checks a reference's smile with it
-        nets_["smile_judge"] = load_smile_judge(run, device)
     return nets_
 
 
@@ -64,8 +59,6 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
         "encoder": (img, "image", "z"),
         "neutralizer": (z, "z", "z_neutral"),
         "decoder": (z, "z", "image"),
-        "enhancer": (img, "image", "sharp"),
-        "smile_judge": (img, "image", "logit"),
     }
     written = []
     for name, (example, i, o) in specs.items():
@@ -78,13 +71,12 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
     meta = {
         "format": 1,
         "image_size": nets.IMAGE_SIZE,
-        "output_size": nets.IMAGE_SIZE * networks["enhancer"].scale,
+        "render_size": 256,
         "latent_dim": nets.LATENT_DIM,
         "pixel_range": [-1.0, 1.0],
         "template": alignment.TEMPLATE.tolist(),
         "training": {k: config.get(k) for k in ("batch_size", "vae_steps", "kl_weight", "ssim_weight",
-                                                 "enhancer_steps", "gan_weight", "neutralizer_steps",
-                                                 "enhancer_scale")},
+                                                 "neutralizer_steps")},
     }
     meta.update(extra_meta or {})
     meta_path = out_dir / "stoic.json"
@@ -148,10 +140,7 @@ def max_onnx_difference(run: str | Path, model_dir: str | Path, crops: np.ndarra
         z = networks["encoder"](x)
         zn = networks["neutralizer"](z)
         y = networks["decoder"](zn)
-        s = networks["enhancer"](y)
-        ref = {"encoder": (x, z), "neutralizer": (z, zn), "decoder": (zn, y), "enhancer": (y, s)}
-        if "smile_judge" in networks:
-            ref["smile_judge"] = (x, networks["smile_judge"](x))
+        ref = {"encoder": (x, z), "neutralizer": (z, zn), "decoder": (zn, y)}
     out = {}
     for name, (inp, expected) in ref.items():
         model = OnnxModel(Path(model_dir) / f"{name}.onnx", device="cpu")

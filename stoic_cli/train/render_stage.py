@@ -1,0 +1,343 @@
+"""Training stage of the renderer (stoic_cli.train.renderer): `stoic train renderer`.
+
+Same-person pairs from the same session (Taiwanese, JAFFE: one sitting, one camera, so the
+motion between two expressions is a warp plus what appears or disappears) teach it to turn a
+face with its own code into the same face with the other photo's code. Losses: L1 and SSIM to
+the real photo, L1 of the warp alone (so the motion does the work and the mask stays for what
+is new), a mouth critic (LSGAN) and its feature maps as a learned perceptual loss, a mask
+penalty (GANimation's masks saturate without one) and smoothness of motion and mask. Some pairs
+are a photo with itself, which must come back unchanged.
+
+Resumable: a checkpoint every `checkpoint_every` steps; `max_minutes` stops it cleanly."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stoic_cli.train import renderer as R
+from stoic_cli.train.data import load_cache
+
+
+@dataclass
+class RendererConfig:
+    cache: str = "cache256"  # `stoic data prepare --size 256`
+    models: str = "models"  # encoder.onnx (the codes) and decoder.onnx (the guided design's drawings)
+    run: str = "runs/renderer"
+    design: str = "guided"
+    width: int = 32
+    datasets: list = field(default_factory=lambda: ["taiwanese", "jaffe"])
+    steps: int = 3000
+    batch_size: int = 6
+    lr: float = 2e-4
+    critic_lr: float = 2e-4
+    identity_fraction: float = 0.2  # pairs of a photo with itself
+    neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
+    ssim_weight: float = 0.5
+    warp_weight: float = 0.5
+    gan_weight: float = 0.05
+    feature_weight: float = 1.0
+    mask_weight: float = 0.4
+    mask_tv_weight: float = 0.05
+    motion_tv_weight: float = 2.0
+    gan_start: int = 300  # reconstruction only before this step
+    checkpoint_every: int = 200
+    log_every: int = 20
+    threads: int = 0
+    seed: int = 0
+    max_minutes: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides) -> "RendererConfig":
+        values = json.loads(Path(path).read_text()) if path else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown renderer config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+def encode_cache(crops: np.ndarray, models: Path, path: Path) -> np.ndarray:
+    """The shipped encoder's codes of every cached crop (read, as at inference, from the crop
+    area-averaged to the encoder's size); cached in the run folder."""
+    if path.exists():
+        return np.load(path)
+    from stoic_cli.models import to_model_input
+    from stoic_cli.runtime import OnnxModel
+    enc = OnnxModel(models / "encoder.onnx", device="cpu")
+    codes = []
+    for i in range(0, len(crops), 64):
+        small = np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_AREA) for c in crops[i:i + 64]])
+        codes.append(enc(to_model_input(small)))
+    codes = np.concatenate(codes).astype(np.float32)
+    np.save(path, codes)
+    return codes
+
+
+def pair_groups(labels: list[dict], split: str, datasets: list[str]) -> list[list[int]]:
+    """Rows of one person, one view, one dataset: the photos that pair cleanly."""
+    groups: dict = {}
+    for r in labels:
+        if r["split"] == split and r["dataset"] in datasets:
+            groups.setdefault((r["dataset"], r["person"], r["view"]), []).append(r)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+class PairDrawer:
+    def __init__(self, groups: list[list[dict]], cfg: RendererConfig, seed: int):
+        self.groups, self.cfg = groups, cfg
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src, dst, flip = [], [], []
+        for _ in range(n):
+            g = self.groups[self.rng.integers(len(self.groups))]
+            a = g[self.rng.integers(len(g))]
+            u = self.rng.random()
+            if u < self.cfg.identity_fraction:
+                b = a
+            else:
+                neutral = [r for r in g if r["expression"] == "neutral"]
+                if neutral and u < self.cfg.identity_fraction + self.cfg.neutral_fraction:
+                    b = neutral[self.rng.integers(len(neutral))]
+                    if self.rng.random() < 0.5:
+                        a, b = b, a
+                else:
+                    b = g[self.rng.integers(len(g))]
+            src.append(a["row"])
+            dst.append(b["row"])
+            flip.append(self.rng.random() < 0.5)
+        return np.array(src), np.array(dst), np.array(flip)
+
+
+def _images(crops: np.ndarray, rows: np.ndarray, flip: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(crops[rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if flip.any():
+        x[flip] = x[flip].flip(3)
+    return x
+
+
+def _codes(codes: np.ndarray, flip_codes: np.ndarray, rows: np.ndarray, flip: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.where(flip[:, None], flip_codes[rows], codes[rows]))
+
+
+def face_weight(size: int = R.SIZE) -> torch.Tensor:
+    from stoic_cli.pasteback import face_mask
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    mouth = np.exp(-((xx - 0.5) ** 2 + (yy - 0.7) ** 2) / (2 * 0.1 ** 2))
+    m = 0.2 + 0.8 * face_mask(size, feather=0.3) + mouth
+    return torch.from_numpy(m.astype(np.float32))[None, None]
+
+
+def ssim_loss(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    from stoic_cli.train.trainer import ssim_loss as ssim
+    return ssim(a, b, window)
+
+
+def load_decoder(models: Path):
+    from stoic_cli.train.export import import_onnx_vae
+    _, dec = import_onnx_vae(models)
+    return dec.eval()
+
+
+def build(cfg: RendererConfig) -> R.Renderer:
+    decoder = load_decoder(Path(cfg.models)) if cfg.design == "guided" else None
+    return R.Renderer(cfg.design, decoder, width=cfg.width)
+
+
+def load_renderer(run: Path, models: Path | None = None) -> R.Renderer:
+    state = torch.load(run / "renderer.pt", map_location="cpu", weights_only=False)
+    cfg = RendererConfig(**state["config"])
+    if models is not None:
+        cfg.models = str(models)
+    net = build(cfg)
+    net.load_state_dict(_without_decoder(state["renderer"]), strict=False)
+    return net.eval()
+
+
+def _without_decoder(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("decoder.")}
+
+
+def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
+    packed = net(crop, own, target)
+    out, warped = R.compose(crop, packed)
+    mask = packed[:, 2:3]
+    terms = {
+        "l1": ((out - real).abs() * weight).mean() / weight.mean(),
+        "ssim": ssim_loss(out, real),
+        "warp": ((warped - real).abs() * weight).mean() / weight.mean(),
+        "mask": mask.mean(),
+        "mask_tv": R.total_variation(mask),
+        "motion_tv": R.total_variation(packed[:, 0:2] * 10),
+    }
+    total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
+             + cfg.mask_weight * terms["mask"] + cfg.mask_tv_weight * terms["mask_tv"]
+             + cfg.motion_tv_weight * terms["motion_tv"])
+    if adversarial:
+        fake_m, real_m = R.mouth(out), R.mouth(real)
+        terms["gan"] = ((critic(fake_m) - 1) ** 2).mean()
+        feats_f, feats_r = critic.features(fake_m), critic.features(real_m)
+        terms["feature"] = sum((f - r.detach()).abs().mean() for f, r in zip(feats_f, feats_r)) / len(feats_f)
+        total = total + cfg.gan_weight * terms["gan"] + cfg.feature_weight * terms["feature"]
+    return total, terms, out
+
+
+def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
+    """Mean L1 over the face and over the mouth box, and the mask's mean, on fixed pairs of
+    validation people."""
+    net.eval()
+    l1, mouth_l1, mask_mean = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(pairs), 8):
+            a = np.array([p[0] for p in pairs[i:i + 8]])
+            b = np.array([p[1] for p in pairs[i:i + 8]])
+            no = np.zeros(len(a), bool)
+            crop, real = _images(crops, a, no), _images(crops, b, no)
+            packed = net(crop, torch.from_numpy(codes[a]), torch.from_numpy(codes[b]))
+            out, _ = R.compose(crop, packed)
+            l1.append((((out - real).abs() * weight).mean((1, 2, 3)) / weight.mean()).numpy())
+            mouth_l1.append((R.mouth(out) - R.mouth(real)).abs().mean((1, 2, 3)).numpy())
+            mask_mean.append(packed[:, 2].mean((1, 2)).numpy())
+    net.train()
+    return {"val_l1": float(np.concatenate(l1).mean()), "val_mouth_l1": float(np.concatenate(mouth_l1).mean()),
+            "val_mask": float(np.concatenate(mask_mean).mean())}
+
+
+def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6) -> list[tuple[int, int]]:
+    """Fixed expressive -> neutral and neutral -> expressive pairs of validation people."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in groups:
+        neutral = [r["row"] for r in g if r["expression"] == "neutral"]
+        other = [r["row"] for r in g if r["expression"] != "neutral"]
+        if not neutral or not other:
+            continue
+        for _ in range(per_group // 2):
+            n, e = neutral[rng.integers(len(neutral))], other[rng.integers(len(other))]
+            out += [(e, n), (n, e)]
+    return out
+
+
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic")
+
+
+def _log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def train_renderer(cfg: RendererConfig, progress=None) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    crops, labels = load_cache(cfg.cache)
+    if crops.shape[1] != R.SIZE:
+        raise ValueError(f"{cfg.cache} holds {crops.shape[1]} px crops; the renderer needs {R.SIZE} "
+                         f"(stoic data prepare --size {R.SIZE})")
+    crops = np.asarray(crops)
+    codes = encode_cache(crops, Path(cfg.models), run / "codes.npy")
+    flip_codes = encode_cache(crops[:, :, ::-1], Path(cfg.models), run / "codes_flipped.npy")
+    groups = pair_groups(labels, "train", cfg.datasets)
+    if not groups:
+        raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
+    val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
+    draw = PairDrawer(groups, cfg, cfg.seed)
+    net = build(cfg)
+    critic = R.MouthCritic()
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, cfg.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(critic.parameters(), cfg.critic_lr, betas=(0.5, 0.999))
+    step = 0
+    ckpt = run / "renderer.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        net.load_state_dict(_without_decoder(state["renderer"]), strict=False)
+        critic.load_state_dict(state["critic"])
+        opt.load_state_dict(state["opt"])
+        opt_d.load_state_dict(state["opt_d"])
+        step = state["step"]
+        draw.rng = np.random.default_rng(cfg.seed + step)
+
+    def save():
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"renderer": net.trained_state(), "critic": critic.state_dict(), "opt": opt.state_dict(),
+                    "opt_d": opt_d.state_dict(), "step": step, "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt)
+
+    weight = face_weight()
+    start, t0 = time.time(), time.time()
+    task = progress.add_task("renderer", total=cfg.steps, completed=step) if progress else None
+    net.train()
+    while step < cfg.steps:
+        a, b, flip = draw(cfg.batch_size)
+        crop, real = _images(crops, a, flip), _images(crops, b, flip)
+        own, target = _codes(codes, flip_codes, a, flip), _codes(codes, flip_codes, b, flip)
+        adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
+        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
+        terms = {k: v.detach() for k, v in terms.items()}
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if cfg.gan_weight > 0:
+            d_real, d_fake = critic(R.mouth(real)), critic(R.mouth(out.detach()))
+            d_loss = ((d_real - 1) ** 2).mean() + (d_fake ** 2).mean()
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            terms["critic"] = d_loss
+        step += 1
+        if progress:
+            progress.advance(task)
+        if step % cfg.log_every == 0:
+            _log(run / "renderer_log.csv", {"step": step, "total": round(float(total), 5),
+                                            **{k: round(float(terms.get(k, 0.0)), 5) for k in LOGGED},
+                                            "seconds": round(time.time() - t0, 1)})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save()
+            if val:
+                _log(run / "renderer_val.csv", {"step": step, **validate(net, crops, codes, val, weight)})
+        if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
+            save()
+            break
+    return ckpt
+
+
+def export_renderer(run: str | Path, out_path: str | Path, models: str | Path | None = None) -> Path:
+    """renderer.onnx: (crop (N,3,256,256), own code (N,D), target code (N,D)) -> (N,6,256,256)."""
+    net = load_renderer(Path(run), Path(models) if models else None)
+    d = 256
+    example = (torch.zeros(1, 3, R.SIZE, R.SIZE), torch.zeros(1, d), torch.zeros(1, d))
+    out_path = Path(out_path)
+    torch.onnx.export(net, example, str(out_path), input_names=["crop", "own", "target"], output_names=["rendered"],
+                      dynamic_axes={n: {0: "batch"} for n in ("crop", "own", "target", "rendered")},
+                      opset_version=17, dynamo=False)
+    return out_path
+
+
+def max_renderer_difference(run: str | Path, onnx_path: str | Path, crops: np.ndarray, own: np.ndarray,
+                            target: np.ndarray, models: str | Path | None = None) -> float:
+    """Largest absolute difference between the PyTorch renderer and its ONNX file on real crops
+    (uint8 NHWC, 256 px) and codes."""
+    from stoic_cli.runtime import OnnxModel
+
+    net = load_renderer(Path(run), Path(models) if models else None)
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = net(x, torch.from_numpy(own), torch.from_numpy(target)).numpy()
+    got = OnnxModel(onnx_path, device="cpu")(x.numpy(), own, target)
+    return float(np.abs(got - expected).max())

@@ -1,0 +1,172 @@
+"""The renderer: how an edit in latent space reaches pixels.
+
+From a 256 px aligned face and two codes (the face's own and the edited one) it predicts a dense
+motion field, a fill mask and fill colours (Geng et al.'s warp-guided GAN, GANimation's
+attention mask, FOMM / LivePortrait's warp of the source's own pixels):
+
+    output = (1 - mask) * warp(face, motion) + mask * fill
+
+The motion moves the photo's own pixels, so lips, skin, stubble and teeth keep their texture;
+only what the photo lacks (teeth of a new smile, lips closing over old teeth) is drawn, inside
+the mask. The exported network returns the three maps packed; the pipeline applies the motion
+to the full-resolution photo itself (stoic_cli.pasteback.render_face).
+
+Two designs share that interface:
+- "guided": the frozen VAE decoder draws both codes (128 px) and the network reads the crop
+  beside those two drawings: the decoder says *what* changes, the crop gives the pixels.
+- "coded": the network reads the crop and the code difference directly (an MLP into the
+  bottleneck), with no decoder inside.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+SIZE = 256  # the renderer's crop side
+MAX_MOTION = 0.12  # largest displacement, as a fraction of the side (a wide smile's corners)
+CHANNELS = 6  # packed output: motion x, y (fractions of the side), mask, fill r, g, b
+# The mouth box (rows, cols as fractions of the aligned crop) that the critic judges.
+MOUTH_BOX = (0.55, 0.87, 0.26, 0.74)
+
+
+def _block(cin: int, cout: int, stride: int = 1, convs: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, stride if i == 0 else 1, 1), nn.GroupNorm(8, cout),
+                   nn.LeakyReLU(0.2, inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class Renderer(nn.Module):
+    """(crop (N,3,256,256) in [-1,1], own code (N,D), target code (N,D)) -> (N,6,256,256):
+    motion (fractions of the side, where each output pixel comes from in the crop), mask in
+    0..1 (where the fill replaces the warped crop) and fill colours in [-1,1]."""
+
+    def __init__(self, design: str = "guided", decoder: nn.Module | None = None, latent_dim: int = 256,
+                 width: int = 32):
+        super().__init__()
+        if design not in ("guided", "coded"):
+            raise ValueError(f"unknown renderer design {design!r}: guided or coded")
+        if design == "guided" and decoder is None:
+            raise ValueError("the guided renderer needs the VAE decoder")
+        self.design = design
+        self.decoder = decoder
+        if decoder is not None:
+            for p in decoder.parameters():
+                p.requires_grad_(False)
+        w = width
+        cin = 3 + (9 if design == "guided" else 0)
+        self.enc1 = _block(cin, w)  # 128
+        self.enc2 = _block(w, 2 * w, 2)  # 64
+        self.enc3 = _block(2 * w, 3 * w, 2)  # 32
+        self.enc4 = _block(3 * w, 4 * w, 2)  # 16
+        bottleneck = 4 * w
+        if design == "coded":
+            self.code = nn.Sequential(nn.Linear(2 * latent_dim, 512), nn.LeakyReLU(0.2, inplace=True),
+                                      nn.Linear(512, 4 * w * 16))
+            bottleneck += 4 * w
+        self.mid = _block(bottleneck, 4 * w)
+        self.dec3 = _block(4 * w + 3 * w, 3 * w)  # 32
+        self.dec2 = _block(3 * w + 2 * w, 2 * w, convs=1)  # 64
+        self.dec1 = _block(2 * w + w, w, convs=1)  # 128
+        self.motion = nn.Conv2d(w, 2, 3, 1, 1)
+        self.mask = nn.Conv2d(w, 1, 3, 1, 1)
+        # The fill is drawn at full crop resolution from the crop itself and the 128 px features.
+        self.to_fill = nn.Conv2d(w, 16, 1)
+        self.full = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
+        self.fill = nn.Sequential(nn.Conv2d(32, 16, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+                                  nn.Conv2d(16, 3, 3, 1, 1), nn.Tanh())
+        # Start as the identity: no motion and an empty mask, so an untrained renderer changes nothing.
+        for head in (self.motion, self.mask):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        nn.init.constant_(self.mask.bias, -4.0)
+
+    def train(self, mode: bool = True) -> "Renderer":
+        super().train(mode)
+        if self.decoder is not None:  # frozen: its batch norms keep the shipped statistics
+            self.decoder.eval()
+        return self
+
+    def trained_state(self) -> dict:
+        """The weights training owns (the decoder comes from the shipped decoder.onnx)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("decoder.")}
+
+    def forward(self, crop: torch.Tensor, own: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        half = F.avg_pool2d(crop, 2)
+        if self.design == "guided":
+            drawn_own, drawn_target = self.decoder(own), self.decoder(target)
+            x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
+        else:
+            x = half
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        e4 = self.enc4(e3)
+        if self.design == "coded":
+            c = self.code(torch.cat([own, target - own], 1)).view(-1, e4.shape[1], 4, 4)
+            e4 = torch.cat([e4, F.interpolate(c, size=e4.shape[2:], mode="bilinear", align_corners=False)], 1)
+        m = self.mid(e4)
+        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
+        d3 = self.dec3(torch.cat([up(m), e3], 1))
+        d2 = self.dec2(torch.cat([up(d3), e2], 1))
+        d1 = self.dec1(torch.cat([up(d2), e1], 1))
+        motion = MAX_MOTION * torch.tanh(self.motion(d1))
+        mask = torch.sigmoid(self.mask(d1))
+        fill = self.fill(torch.cat([up(self.to_fill(d1)), self.full(crop)], 1))
+        return torch.cat([up(motion), up(mask), fill], 1)
+
+
+def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """Each output pixel taken from image at its own position plus `motion` (N,2,H,W, fractions
+    of the side): the same convention as stoic_cli.pasteback.warp_photo."""
+    n, _, h, w = image.shape
+    ys = (torch.arange(h, dtype=image.dtype, device=image.device) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=image.dtype, device=image.device) + 0.5) / w * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([gx + 2 * motion[:, 0], gy + 2 * motion[:, 1]], 3)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def compose(crop: torch.Tensor, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rendered crop and its warped-only part, from the renderer's packed output."""
+    warped = warp(crop, packed[:, 0:2])
+    mask = packed[:, 2:3]
+    return (1 - mask) * warped + mask * packed[:, 3:6], warped
+
+
+def mouth(images: torch.Tensor) -> torch.Tensor:
+    """The mouth box of aligned crops."""
+    n = images.shape[-1]
+    r0, r1, c0, c1 = (round(f * n) for f in MOUTH_BOX)
+    return images[..., r0:r1, c0:c1]
+
+
+class MouthCritic(nn.Module):
+    """LSGAN patch critic of the mouth box at 256 px; its feature maps serve as the learned
+    perceptual loss (no pretrained VGG exists offline)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.layers = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
+            nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
+            nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
+        ])
+        self.out = nn.Conv2d(4 * w, 1, 3, 1, 1)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x)[-1])
+
+
+def total_variation(t: torch.Tensor) -> torch.Tensor:
+    return (t[..., 1:, :] - t[..., :-1, :]).abs().mean() + (t[..., :, 1:] - t[..., :, :-1]).abs().mean()
