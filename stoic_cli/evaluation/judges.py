@@ -56,6 +56,25 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def dlib_face_boxes(detector, rgb: np.ndarray) -> list[np.ndarray]:
+    """x1, y1, x2, y2 of every face dlib's frontal `detector` finds, largest first; upsampled
+    once if none at full size (the frontal detector misses faces under ~80 px)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    rects = detector(rgb, 0) or detector(rgb, 1)
+    boxes = [np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) for r in rects]
+    return sorted(boxes, key=lambda b: -_box_area(b))
+
+
+def pick_faces(boxes: list[np.ndarray], box=None) -> list[np.ndarray]:
+    """`boxes` (largest first) as the candidates for the face `box` names: without a hint all of
+    them; with one, those overlapping it, best first, or the hint itself when none does."""
+    if box is None:
+        return boxes
+    box = np.asarray(box, np.float64)
+    overlapping = [b for b in boxes if _iou(b, box) > 0.1]
+    return sorted(overlapping, key=lambda b: -_iou(b, box)) or [box]
+
+
 class IdentityJudge:
     """128-d dlib ResNet descriptor of one face; two faces are the same person below 0.6."""
 
@@ -76,10 +95,7 @@ class IdentityJudge:
     def face_boxes(self, rgb: np.ndarray) -> list[np.ndarray]:
         """x1, y1, x2, y2 of every face, largest first; upsampled once if none at full size
         (the frontal detector misses faces under ~80 px)."""
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        rects = self.detector(rgb, 0) or self.detector(rgb, 1)
-        boxes = [np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) for r in rects]
-        return sorted(boxes, key=lambda b: -_box_area(b))
+        return dlib_face_boxes(self.detector, rgb)
 
     def analyze(self, rgb: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray] | None:
         """(descriptor, box) of the largest face, or None.
@@ -89,11 +105,7 @@ class IdentityJudge:
         used as the face rectangle. The hint only selects, so identical images always give
         identical descriptors."""
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        boxes = self.face_boxes(rgb)
-        if box is not None:
-            box = np.asarray(box, np.float64)
-            overlapping = [b for b in boxes if _iou(b, box) > 0.1]
-            boxes = sorted(overlapping, key=lambda b: -_iou(b, box)) or [box]
+        boxes = pick_faces(self.face_boxes(rgb), box)
         if not boxes:
             return None
         x1, y1, x2, y2 = (int(round(v)) for v in boxes[0])

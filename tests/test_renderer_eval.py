@@ -1,0 +1,35 @@
+"""The realism evaluation's sets and arithmetic (the judged run itself is `stoic eval realism`)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO
+
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def test_ratio_and_summaries():
+    from stoic_cli.evaluation.renderer_eval import _rate, _ratio, _summary
+
+    assert _ratio(0.9, 0.1, 0.0) == pytest.approx(0.8 / 0.9)  # smile removed 89 % of the way
+    assert _ratio(0.1, 0.5, 0.9) == pytest.approx(0.5)  # smile added halfway
+    assert _ratio(0.3, 0.1, 0.35) is None  # the real photos barely differ: not measured
+    assert _ratio(None, 0.1, 0.0) is None
+    assert _summary([1.0, None, 3.0]) == {"n": 2, "mean": 2.0, "median": 2.0}
+    assert _rate([True, False, None, True])["rate"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.skipif(not (DATASETS / "taiwanese").is_dir(), reason="the shared datasets are not here")
+def test_held_out_sets_hold_no_training_person():
+    from stoic_cli.evaluation.renderer_eval import held_out_shots
+    from stoic_cli.train.data import assign_splits, list_lfw, list_taiwanese
+
+    shots = held_out_shots(DATASETS, utk_per_race=1)
+    records = list_taiwanese(DATASETS) + list_lfw(DATASETS)
+    assign_splits(records)
+    trained = {r.person for r in records if r.split == "train"}
+    for name in ("taiwanese", "lfw"):
+        people = {s.person for s in shots[name]}
+        assert len(people) >= 5 and not people & trained, name
+        assert {s.expression for s in shots[name]} == {"neutral", "happiness"}
+    assert {s.labels["ethnicity"] for s in shots["utkface"]} == {"white", "black", "asian", "indian", "other"}
