@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the numbers in models/README.md and the pictures in docs/ from the shipped models.
-# Needs the eval extra (see README) and, for the held-out Taiwanese people, ../shared/datasets
-# plus the training cache from `stoic data prepare` (it holds the person splits).
+# Needs the eval extra (see README) and ../shared/datasets for the held-out people.
 # Usage: scripts/reproduce_results.sh [OUT_DIR]   (default: eval-report/)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,14 +8,9 @@ out="${1:-eval-report}"
 mkdir -p "$out" docs
 london=tests/data/london
 
-if [ -f cache/labels.csv ]; then
-  stoic data pairs --split test -o "$out/heldout_taiwanese.csv"
-  stoic eval neutralize --pairs "$out/heldout_taiwanese.csv" -o "$out/neutralize_taiwanese"
-  # the other end of the detail / clean-edit trade-off (README: --fidelity)
-  stoic eval neutralize --pairs "$out/heldout_taiwanese.csv" --fidelity 1 -o "$out/neutralize_taiwanese_fidelity1"
-fi
+# Every job on held-out people, expression numbers beside realism (and London as a last look).
+stoic eval realism -o "$out/realism" --london "$london"
 stoic eval neutralize --pairs "$london" -o "$out/neutralize_london" --sheet-rows 6
-stoic eval neutralize --pairs "$london" --fidelity 1 -o "$out/neutralize_london_fidelity1" --sheet-rows 6
 
 refs=()
 for f in "$london"/*_smiling.jpg; do refs+=(--refs "$f"); done
@@ -27,6 +21,8 @@ stoic bench -o "$out/bench_cpu.json"
 
 # Only the London people (CC BY 4.0) may be shown; the research datasets' faces stay out of git.
 cp "$out/neutralize_london/contact_sheet.png" docs/neutralize_london.png
+cp "$out/realism/neutralize_london_mouths.png" docs/neutralize_london_mouths.png
+cp "$out/realism/transfer_london_mouths.png" docs/transfer_london_mouths.png
 cp "$out/transfer/contact_sheet.png" docs/transfer_london.png
 cp "$out/edit_smile/edit_strip_smile.png" docs/edit_smile_london.png
 cp "$out/edit_surprise/edit_strip_surprise.png" docs/edit_surprise_london.png

@@ -38,16 +38,6 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     return _read_only((mask * np.minimum(ramp[:, None], ramp[None, :])).astype(np.float32))
 
 
-@lru_cache(maxsize=16)
-def region_mask(size: int, region: tuple[float, float, float, float], feather: float = 0.04) -> np.ndarray:
-    """Soft ellipse (centre x, centre y, radius x, radius y, as fractions of the crop side) in
-    crop coordinates, float 0..1, read-only, edges blurred over `feather` of the side."""
-    cx, cy, rx, ry = region
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    inside = ((((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2) <= 1).astype(np.float32)
-    return _read_only(cv2.GaussianBlur(inside, (0, 0), feather * size))
-
-
 def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """Bounding box in the photo of the crop square, clipped to the photo."""
     inv = cv2.invertAffineTransform(matrix)

@@ -261,6 +261,8 @@ def realism(
     datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets", help="Folder holding the shared datasets."),
     output: Path = typer.Option(Path("eval-report/realism"), "-o", "--output", help="Folder for report.json, report.md, sheets."),
     utk_per_race: int = typer.Option(20, "--utk-per-race", min=1, help="Smiling UTKFace photos per ethnic group."),
+    london: Optional[Path] = typer.Option(None, "--london", help="Also the London fixtures (<id>_neutral/_smiling "
+                                          ".jpg), as a last look: their mouth sheets may be published (CC BY)."),
     device: str = DeviceOpt,
     models: Optional[Path] = ModelsOpt,
 ):
@@ -275,7 +277,7 @@ def realism(
         err.print(f"[red]error:[/] datasets folder not found: {datasets}")
         raise typer.Exit(2)
     pipe = _load_pipeline(models, _device(device))
-    evaluate_realism(pipe, datasets, output, utk_per_race, progress=lambda m: err.print(m, highlight=False))
+    evaluate_realism(pipe, datasets, output, utk_per_race, london=london, progress=lambda m: err.print(m, highlight=False))
     _wrote(output / "report.json", output / "report.md")
 
 

@@ -289,8 +289,15 @@ def _first_people(shots: list[Shot], n: int) -> list[Shot]:
     return [s for s in shots if s.person in set(people)]
 
 
+def london_shots(folder: Path) -> list[Shot]:
+    """The London fixtures (<id>_neutral / <id>_smiling): a last look, never a tuning set."""
+    kinds = {"neutral": "neutral", "smiling": "happiness"}
+    return [Shot(str(p), p.stem.split("_")[0], kinds[p.stem.split("_")[1]], {})
+            for p in sorted(folder.glob("*.jpg")) if p.stem.count("_") == 1 and p.stem.split("_")[1] in kinds]
+
+
 def evaluate_realism(pipe, datasets: str | Path, out_dir: str | Path, utk_per_race: int = 20,
-                     lfw_people: int = 60, progress=print) -> dict:
+                     lfw_people: int = 60, london: str | Path | None = None, progress=print) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shots = held_out_shots(Path(datasets), utk_per_race)
@@ -303,6 +310,11 @@ def evaluate_realism(pipe, datasets: str | Path, out_dir: str | Path, utk_per_ra
     for job in ("transfer", "edit"):
         progress(f"{job} taiwanese")
         report[f"{job}_taiwanese"] = _to_smile(pipe, judges, shots["taiwanese"], out, "taiwanese", job)
+    if london is not None:
+        progress("last look: london")
+        shots["london"] = london_shots(Path(london))
+        report["neutralize_london"] = _neutralize(pipe, judges, shots["london"], out, "london")
+        report["transfer_london"] = _to_smile(pipe, judges, shots["london"], out, "london", "transfer")
     progress("neutralize utkface groups")
     report["neutralize_utkface_groups"] = _utk_groups(pipe, judges, shots["utkface"], utk_per_race)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))

@@ -45,6 +45,7 @@ class RendererConfig:
     gan_weight: float = 0.05
     feature_weight: float = 1.0
     mask_weight: float = 0.4
+    mouth_mask_weight: float = 0.05  # inside the mouth box, where teeth appear and lips close over them
     mask_tv_weight: float = 0.05
     motion_tv_weight: float = 2.0
     gan_start: int = 300  # reconstruction only before this step
@@ -166,6 +167,14 @@ def _without_decoder(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith("decoder.")}
 
 
+def mask_cost(cfg: RendererConfig, size: int = R.SIZE) -> torch.Tensor:
+    """Per-pixel price of the fill mask: low in the mouth box, where drawing is expected."""
+    cost = torch.full((1, 1, size, size), cfg.mask_weight)
+    r0, r1, c0, c1 = (round(f * size) for f in R.MOUTH_BOX)
+    cost[..., r0:r1, c0:c1] = cfg.mouth_mask_weight
+    return cost
+
+
 def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
     packed = net(crop, own, target)
     out, warped = R.compose(crop, packed)
@@ -179,7 +188,7 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + cfg.mask_weight * terms["mask"] + cfg.mask_tv_weight * terms["mask_tv"]
+             + (mask * mask_cost(cfg, mask.shape[-1])).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
         fake_m, real_m = R.mouth(out), R.mouth(real)
