@@ -11,7 +11,6 @@ are a photo with itself, which must come back unchanged.
 Resumable: a checkpoint every `checkpoint_every` steps; `max_minutes` stops it cleanly."""
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from stoic_cli.train import renderer as R
 from stoic_cli.train.data import load_cache
+from stoic_cli.train.trainer import CsvLog, _setup, ssim_loss
 
 
 @dataclass
@@ -54,6 +54,7 @@ class RendererConfig:
     threads: int = 0
     seed: int = 0
     max_minutes: float = 0.0
+    device: str = "auto"  # auto | cpu | cuda
 
     @classmethod
     def load(cls, path: str | Path | None, **overrides) -> "RendererConfig":
@@ -137,11 +138,6 @@ def face_weight(size: int = R.SIZE) -> torch.Tensor:
     return torch.from_numpy(m.astype(np.float32))[None, None]
 
 
-def ssim_loss(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
-    from stoic_cli.train.trainer import ssim_loss as ssim
-    return ssim(a, b, window)
-
-
 def load_decoder(models: Path):
     from stoic_cli.train.export import import_onnx_vae
     _, dec = import_onnx_vae(models)
@@ -188,7 +184,7 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + (mask * mask_cost(cfg, mask.shape[-1])).mean() + cfg.mask_tv_weight * terms["mask_tv"]
+             + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
         fake_m, real_m = R.mouth(out), R.mouth(real)
@@ -209,12 +205,13 @@ def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
             a = np.array([p[0] for p in pairs[i:i + 8]])
             b = np.array([p[1] for p in pairs[i:i + 8]])
             no = np.zeros(len(a), bool)
-            crop, real = _images(crops, a, no), _images(crops, b, no)
-            packed = net(crop, torch.from_numpy(codes[a]), torch.from_numpy(codes[b]))
+            dev = weight.device
+            crop, real = _images(crops, a, no).to(dev), _images(crops, b, no).to(dev)
+            packed = net(crop, torch.from_numpy(codes[a]).to(dev), torch.from_numpy(codes[b]).to(dev))
             out, _ = R.compose(crop, packed)
-            l1.append((((out - real).abs() * weight).mean((1, 2, 3)) / weight.mean()).numpy())
-            mouth_l1.append((R.mouth(out) - R.mouth(real)).abs().mean((1, 2, 3)).numpy())
-            mask_mean.append(packed[:, 2].mean((1, 2)).numpy())
+            l1.append((((out - real).abs() * weight).mean((1, 2, 3)) / weight.mean()).cpu().numpy())
+            mouth_l1.append((R.mouth(out) - R.mouth(real)).abs().mean((1, 2, 3)).cpu().numpy())
+            mask_mean.append(packed[:, 2].mean((1, 2)).cpu().numpy())
     net.train()
     return {"val_l1": float(np.concatenate(l1).mean()), "val_mouth_l1": float(np.concatenate(mouth_l1).mean()),
             "val_mask": float(np.concatenate(mask_mean).mean())}
@@ -238,22 +235,8 @@ def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6
 LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic")
 
 
-def _log(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    run = Path(cfg.run)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    run = _setup(cfg)  # threads, seed, run folder, config.json
     crops, labels = load_cache(cfg.cache)
     if crops.shape[1] != R.SIZE:
         raise ValueError(f"{cfg.cache} holds {crops.shape[1]} px crops; the renderer needs {R.SIZE} "
@@ -266,15 +249,17 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
     draw = PairDrawer(groups, cfg, cfg.seed)
-    net = build(cfg)
-    critic = R.MouthCritic()
+    from stoic_cli.train.trainer import device_for
+    device = device_for(cfg.device)
+    net = build(cfg).to(device)
+    critic = R.MouthCritic().to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.critic_lr, betas=(0.5, 0.999))
     step = 0
     ckpt = run / "renderer.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location=device, weights_only=False)
         net.load_state_dict(_without_decoder(state["renderer"]), strict=False)
         critic.load_state_dict(state["critic"])
         opt.load_state_dict(state["opt"])
@@ -288,14 +273,14 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
                     "opt_d": opt_d.state_dict(), "step": step, "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt)
 
-    weight = face_weight()
+    weight = face_weight().to(device)
     start, t0 = time.time(), time.time()
     task = progress.add_task("renderer", total=cfg.steps, completed=step) if progress else None
     net.train()
     while step < cfg.steps:
         a, b, flip = draw(cfg.batch_size)
-        crop, real = _images(crops, a, flip), _images(crops, b, flip)
-        own, target = _codes(codes, flip_codes, a, flip), _codes(codes, flip_codes, b, flip)
+        crop, real = _images(crops, a, flip).to(device), _images(crops, b, flip).to(device)
+        own, target = (_codes(codes, flip_codes, a, flip).to(device), _codes(codes, flip_codes, b, flip).to(device))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
         total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
         terms = {k: v.detach() for k, v in terms.items()}
@@ -313,13 +298,13 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         if progress:
             progress.advance(task)
         if step % cfg.log_every == 0:
-            _log(run / "renderer_log.csv", {"step": step, "total": round(float(total), 5),
+            CsvLog(run / "renderer_log.csv").write({"step": step, "total": round(float(total), 5),
                                             **{k: round(float(terms.get(k, 0.0)), 5) for k in LOGGED},
                                             "seconds": round(time.time() - t0, 1)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save()
             if val:
-                _log(run / "renderer_val.csv", {"step": step, **validate(net, crops, codes, val, weight)})
+                CsvLog(run / "renderer_val.csv").write({"step": step, **validate(net, crops, codes, val, weight)})
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             save()
             break

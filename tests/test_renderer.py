@@ -1,0 +1,54 @@
+"""The shipped renderer: ONNX against its PyTorch weights, and what it does to real faces."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+WEIGHTS = REPO / "models" / "training_logs" / "renderer"
+
+
+@pytest.fixture(scope="module")
+def crops_and_codes(shipped_models, london_faces, london_rgb):
+    from stoic_cli.alignment import align_face
+    from stoic_cli.models import FaceModels
+    from stoic_cli.pipeline import _encoder_sized
+
+    models = FaceModels(shipped_models, device="cpu")
+    names = ["094_smiling.jpg", "011_smiling.jpg", "025_neutral.jpg"]
+    crops = np.stack([align_face(london_rgb[n], london_faces[n][0].landmarks, models.render_size)[0] for n in names])
+    z = models.encode(_encoder_sized(crops, models.image_size))
+    return models, crops, z, models.neutralize(z)
+
+
+def test_shipped_renderer_onnx_matches_pytorch_on_real_crops(shipped_models, crops_and_codes):
+    pytest.importorskip("torch")
+    from stoic_cli.train.render_stage import max_renderer_difference
+
+    _, crops, z, zn = crops_and_codes
+    diff = max_renderer_difference(WEIGHTS, Path(shipped_models) / "renderer.onnx", crops, z, zn, shipped_models)
+    assert diff < 1e-3
+
+
+def test_equal_codes_leave_the_face_as_it_is(crops_and_codes):
+    """Asked for no change, the renderer moves almost nothing and draws almost nothing."""
+    models, crops, z, _ = crops_and_codes
+    r = models.render(crops, z, z)
+    assert np.abs(r.motion).max() * models.render_size < 1.5  # pixels
+    assert r.mask.mean() < 0.03
+
+
+def test_neutralizing_a_smile_moves_the_mouth_and_draws_only_a_little(crops_and_codes):
+    models, crops, z, zn = crops_and_codes
+    r = models.render(crops[:2], z[:2], zn[:2])
+    n = models.render_size
+    mouth = (slice(int(0.6 * n), int(0.8 * n)), slice(int(0.3 * n), int(0.7 * n)))
+    moved = np.abs(r.motion[(slice(None), *mouth)]).max(axis=(1, 2, 3)) * n
+    assert (moved > 1.5).all(), moved  # the mouth corners move by more than a pixel and a half
+    assert (r.mask.mean(axis=(1, 2)) < 0.15).all()  # the fill stays small: the photo's own pixels do the work
+    top = (slice(0, int(0.3 * n)), slice(None))  # forehead and hair: never drawn
+    assert r.mask[(slice(None), *top)].mean() < 0.05
