@@ -39,6 +39,11 @@ class RendererConfig:
     lr: float = 2e-4
     critic_lr: float = 2e-4
     identity_fraction: float = 0.2  # pairs of a photo with itself
+    # The target code as the jobs make it, instead of the target photo's own code: LEED's
+    # transfer N(E(a)) + E(b) - N(E(b)), or an attribute edit E(a) + dir(b) - dir(a); the
+    # renderer must turn those codes, not only encoded photos, into the real photo.
+    transfer_fraction: float = 0.4
+    edit_fraction: float = 0.2
     neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
     ssim_weight: float = 0.5
     warp_weight: float = 0.5
@@ -126,8 +131,45 @@ def _images(crops: np.ndarray, rows: np.ndarray, flip: np.ndarray) -> torch.Tens
     return x
 
 
-def _codes(codes: np.ndarray, flip_codes: np.ndarray, rows: np.ndarray, flip: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.where(flip[:, None], flip_codes[rows], codes[rows]))
+# dataset labels -> attributes.json's expression directions
+ATTRIBUTE_OF = {"happiness": "smile", "surprise": "surprise", "sadness": "sad", "anger": "angry",
+                "disgust": "disgust", "fear": "fear"}
+
+
+class CodeTable:
+    """Each cached crop's code and neutral code (and their mirror images'), and the expression
+    directions, for building target codes the way each job does."""
+
+    def __init__(self, crops: np.ndarray, labels: list[dict], models: Path, run: Path, rng):
+        from stoic_cli.runtime import OnnxModel
+        self.codes = encode_cache(crops, models, run / "codes.npy")
+        self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
+        ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
+        self.neutral, self.neutral_flipped = ntr(self.codes), ntr(self.flipped)
+        path = models / "attributes.json"  # without it, edit-style targets fall back to the photo's code
+        table = json.loads(path.read_text()).get("attributes", {}) if path.exists() else {}
+        dim = self.codes.shape[1]
+        self.direction = {e: np.asarray(table[a]["direction"], np.float32) if a in table else None
+                          for e, a in ATTRIBUTE_OF.items()}
+        self.direction["neutral"] = np.zeros(dim, np.float32)
+        self.expression = [r["expression"] for r in labels]
+        self.rng = rng
+
+    def own_and_target(self, a: np.ndarray, b: np.ndarray, flip: np.ndarray, cfg: "RendererConfig"):
+        pick = lambda table, flipped, rows: np.where(flip[:, None], flipped[rows], table[rows])
+        za, zb = pick(self.codes, self.flipped, a), pick(self.codes, self.flipped, b)
+        na, nb = pick(self.neutral, self.neutral_flipped, a), pick(self.neutral, self.neutral_flipped, b)
+        target = zb.copy()
+        for i in range(len(a)):
+            u = self.rng.random()
+            if u < cfg.transfer_fraction:
+                target[i] = na[i] + zb[i] - nb[i]
+            elif u < cfg.transfer_fraction + cfg.edit_fraction:
+                da = self.direction.get(self.expression[a[i]])
+                db = self.direction.get(self.expression[b[i]])
+                if da is not None and db is not None:
+                    target[i] = za[i] + db - da
+        return torch.from_numpy(za.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
 
 
 def face_weight(size: int = R.SIZE) -> torch.Tensor:
@@ -242,8 +284,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         raise ValueError(f"{cfg.cache} holds {crops.shape[1]} px crops; the renderer needs {R.SIZE} "
                          f"(stoic data prepare --size {R.SIZE})")
     crops = np.asarray(crops)
-    codes = encode_cache(crops, Path(cfg.models), run / "codes.npy")
-    flip_codes = encode_cache(crops[:, :, ::-1], Path(cfg.models), run / "codes_flipped.npy")
+    table = CodeTable(crops, labels, Path(cfg.models), run, np.random.default_rng(cfg.seed + 1))
+    codes = table.codes
     groups = pair_groups(labels, "train", cfg.datasets)
     if not groups:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
@@ -266,6 +308,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         opt_d.load_state_dict(state["opt_d"])
         step = state["step"]
         draw.rng = np.random.default_rng(cfg.seed + step)
+        table.rng = np.random.default_rng(cfg.seed + 1 + step)
 
     def save():
         tmp = ckpt.with_suffix(".tmp")
@@ -280,7 +323,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     while step < cfg.steps:
         a, b, flip = draw(cfg.batch_size)
         crop, real = _images(crops, a, flip).to(device), _images(crops, b, flip).to(device)
-        own, target = (_codes(codes, flip_codes, a, flip).to(device), _codes(codes, flip_codes, b, flip).to(device))
+        own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
         total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
         terms = {k: v.detach() for k, v in terms.items()}
