@@ -27,7 +27,7 @@ import numpy as np
 from stoic_cli.evaluation.edit_eval import attribute_measures, is_monotonic
 from stoic_cli.evaluation.judges import SAME_PERSON, smile
 from stoic_cli.evaluation.realism import MouthJudge, RealismPair, age_band, realism_report
-from stoic_cli.images import load_photo, save_rgb
+from stoic_cli.images import Photo, load_photo, save_rgb
 from stoic_cli.latent import attribute_edit, neutralize_edit, transfer_edit
 
 MIN_GAP = 0.1  # a smile change smaller than this between two photos is not measured as a ratio
@@ -108,7 +108,6 @@ def _pad(rgb: np.ndarray) -> np.ndarray:
 
 
 def _photo(path: str, pad: bool = False):
-    from stoic_cli.images import Photo
     photo = load_photo(path)
     return Photo(_pad(photo.rgb)) if pad else photo
 
@@ -168,7 +167,7 @@ def _neutralize(pipe, judges: Judges, shots: list[Shot], folder: Path, name: str
                          "_input": photo.rgb, "_output": out, "_real": real["rgb"]})
             pairs.append(RealismPair(out, real["rgb"], person))
         # an already neutral photo must stay itself
-        photo = _photo(v["neutral"][0].path)
+        photo = Photo(real["rgb"])
         try:
             again = pipe.run(photo, neutralize_edit(1.0), largest=True).rgb
             stays.append(_dist(judges.look(again)["descriptor"], real["descriptor"]))

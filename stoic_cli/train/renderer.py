@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 SIZE = 256  # the renderer's crop side
 MAX_MOTION = 0.12  # largest displacement, as a fraction of the side (a wide smile's corners)
-CHANNELS = 6  # packed output: motion x, y (fractions of the side), mask, fill r, g, b
 # The mouth box (rows, cols as fractions of the aligned crop) that the critic judges.
 MOUTH_BOX = (0.55, 0.87, 0.26, 0.74)
 
