@@ -50,7 +50,7 @@ class EditResult:
     skipped_small: int = 0
 
 
-def _encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
+def encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
     """The encoder reads the renderer's crop area-averaged to its own size."""
     if crops.shape[1] == size:
         return crops
@@ -79,7 +79,7 @@ class Pipeline:
 
     def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Own and neutral codes of aligned crops (any size; read at the encoder's)."""
-        z = self.models.encode(_encoder_sized(crops, self.size))
+        z = self.models.encode(encoder_sized(crops, self.size))
         return z, self.models.neutralize(z)
 
     @functools.cached_property

@@ -16,12 +16,12 @@ WEIGHTS = REPO / "models" / "training_logs" / "renderer"
 def crops_and_codes(shipped_models, london_faces, london_rgb):
     from stoic_cli.alignment import align_face
     from stoic_cli.models import FaceModels
-    from stoic_cli.pipeline import _encoder_sized
+    from stoic_cli.pipeline import encoder_sized
 
     models = FaceModels(shipped_models, device="cpu")
     names = ["094_smiling.jpg", "011_smiling.jpg", "025_neutral.jpg"]
     crops = np.stack([align_face(london_rgb[n], london_faces[n][0].landmarks, models.render_size)[0] for n in names])
-    z = models.encode(_encoder_sized(crops, models.image_size))
+    z = models.encode(encoder_sized(crops, models.image_size))
     return models, crops, z, models.neutralize(z)
 
 

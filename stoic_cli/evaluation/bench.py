@@ -63,9 +63,9 @@ def _load_photos(photos_dir: Path | None) -> list:
 def _stack(models, crops: np.ndarray, repeats: int) -> dict:
     """encode -> neutralize -> render on one batch of render-sized crops; per-stage and total
     medians."""
-    from stoic_cli.pipeline import _encoder_sized
+    from stoic_cli.pipeline import encoder_sized
 
-    small = _encoder_sized(crops, models.image_size)
+    small = encoder_sized(crops, models.image_size)
     stages = (("encode", lambda _: models.encode(small)), ("neutralize", models.neutralize),
               ("render", lambda zn: models.render(crops, zs, zn)))
     zs = models.encode(small)

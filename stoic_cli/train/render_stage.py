@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -77,12 +76,12 @@ def encode_cache(crops: np.ndarray, models: Path, path: Path) -> np.ndarray:
     if path.exists():
         return np.load(path)
     from stoic_cli.models import to_model_input
+    from stoic_cli.pipeline import encoder_sized
     from stoic_cli.runtime import OnnxModel
     enc = OnnxModel(models / "encoder.onnx", device="cpu")
     codes = []
     for i in range(0, len(crops), 64):
-        small = np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_AREA) for c in crops[i:i + 64]])
-        codes.append(enc(to_model_input(small)))
+        codes.append(enc(to_model_input(encoder_sized(crops[i:i + 64], 128))))
     codes = np.concatenate(codes).astype(np.float32)
     np.save(path, codes)
     return codes
