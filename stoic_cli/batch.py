@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stoic_cli.images import IMAGE_EXTENSIONS
+from stoic_cli.face.images import IMAGE_EXTENSIONS
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 

@@ -63,7 +63,7 @@ MinEyeOpt = typer.Option(20.0, "--min-eyes", help="Skip faces whose eyes are clo
 def _torch_device(device: str) -> str:
     if device == "cpu":
         return "cpu"
-    from stoic_cli.runtime import gpu_present
+    from stoic_cli.runtime.onnx import gpu_present
     if device == "cuda" and not gpu_present():
         err.print("[red]error:[/] --device cuda asked for, but no CUDA GPU is visible")
         raise typer.Exit(2)
@@ -84,8 +84,8 @@ def _finish(outcomes, report: Optional[Path], quiet: bool = False) -> None:
 
 
 def _load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = 20.0):
-    from stoic_cli.detection import FaceDetector
-    from stoic_cli.models import FaceModels, ModelNotFound
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.runtime.models import FaceModels, ModelNotFound
     from stoic_cli.pipeline import Pipeline
 
     try:
@@ -117,8 +117,8 @@ def detect(
 ):
     """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
     from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.detection import FaceDetector
-    from stoic_cli.images import load_photo
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.face.images import load_photo
 
     detector = FaceDetector(device=_torch_device(device))
     jobs = plan_jobs(images, None, None, recursive)
@@ -159,10 +159,10 @@ def crop(
     min_eyes: float = MinEyeOpt,
 ):
     """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
-    from stoic_cli.alignment import align_face
+    from stoic_cli.face.alignment import align_face
     from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.detection import FaceDetector, split_small_faces
-    from stoic_cli.images import load_photo, save_rgb
+    from stoic_cli.face.detection import FaceDetector, split_small_faces
+    from stoic_cli.face.images import load_photo, save_rgb
 
     detector = FaceDetector(device=_torch_device(device))
     jobs = plan_jobs(images, "crop", output, recursive)
@@ -190,8 +190,8 @@ def info(models: Optional[Path] = ModelsOpt):
     import importlib.metadata as md
 
     from stoic_cli import __version__
-    from stoic_cli.models import NETWORKS, candidate_dirs
-    from stoic_cli.runtime import available_providers, choose_providers, gpu_present
+    from stoic_cli.runtime.models import NETWORKS, candidate_dirs
+    from stoic_cli.runtime.onnx import available_providers, choose_providers, gpu_present
 
     # Plain "key: value" lines rather than a table: pasted into bug reports, grepped in CI logs.
     rows = [("stoic", __version__), ("python", sys.version.split()[0])]
@@ -215,7 +215,7 @@ def info(models: Optional[Path] = ModelsOpt):
 
 def _compare_sheet(photo_rgb, result_rgb, path: Path) -> None:
     import numpy as np
-    from stoic_cli.images import save_rgb
+    from stoic_cli.face.images import save_rgb
 
     save_rgb(np.concatenate([photo_rgb, result_rgb], axis=1), path)
 
@@ -247,8 +247,8 @@ def neutralize(
       stoic neutralize ids/ -o out/ -r --report out/report.csv
       stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
     from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.images import load_photo, save_photo
-    from stoic_cli.latent import neutralize_edit
+    from stoic_cli.face.images import load_photo, save_photo
+    from stoic_cli.edit.latent import neutralize_edit
 
     pipe = _load_pipeline(models, device, min_eyes)
     jobs = plan_jobs(images, "neutral", output, recursive)
@@ -272,7 +272,7 @@ def _write_steps(pipe, photo, faces, make_edit, values, base: Path, gif: bool) -
     import numpy as np
     from PIL import Image
 
-    from stoic_cli.images import save_rgb
+    from stoic_cli.face.images import save_rgb
 
     frames = []
     for v in values:
@@ -297,7 +297,7 @@ def _edit_photos(pipe, jobs, make_edit, final: float, steps: int, gif: bool, lar
     import numpy as np
 
     from stoic_cli.batch import run_jobs
-    from stoic_cli.images import load_photo, save_photo
+    from stoic_cli.face.images import load_photo, save_photo
 
     def work(job):
         photo = load_photo(job.source)
@@ -337,8 +337,8 @@ def transfer(
     each input's own pixels into that expression and draws only what is new (teeth of a
     smile)."""
     from stoic_cli.batch import plan_jobs
-    from stoic_cli.images import ImageError, load_photo
-    from stoic_cli.latent import transfer_edit
+    from stoic_cli.face.images import ImageError, load_photo
+    from stoic_cli.edit.latent import transfer_edit
     from stoic_cli.pipeline import NoFaceError
 
     pipe = _load_pipeline(models, device, min_eyes)
@@ -409,8 +409,8 @@ def edit(
     --attr smile=-0.5 --attr surprise=0.3 (several at once). The renderer moves the photo's own
     pixels (a dropping jaw, rising brows) and draws only what is new."""
     from stoic_cli.batch import plan_jobs
-    from stoic_cli.latent import attribute_edit
-    from stoic_cli.models import FaceModels, ModelNotFound
+    from stoic_cli.edit.latent import attribute_edit
+    from stoic_cli.runtime.models import FaceModels, ModelNotFound
 
     try:
         known = FaceModels(models, device="cpu").attribute_table() if list_ else None

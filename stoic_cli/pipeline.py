@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from stoic_cli.alignment import align_face
-from stoic_cli.detection import Face, FaceDetector, split_small_faces
-from stoic_cli.images import Photo
-from stoic_cli.latent import LatentEdit, expression_displacement, load_attributes
-from stoic_cli.models import FaceModels, ModelNotFound
-from stoic_cli.pasteback import render_face
+from stoic_cli.face.alignment import align_face
+from stoic_cli.face.detection import Face, FaceDetector, split_small_faces
+from stoic_cli.face.images import Photo
+from stoic_cli.edit.latent import LatentEdit, expression_displacement, load_attributes
+from stoic_cli.runtime.models import FaceModels, ModelNotFound
+from stoic_cli.render.pasteback import render_face
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 

@@ -30,7 +30,7 @@ def london_paths() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def london_rgb(london_paths) -> dict[str, np.ndarray]:
-    from stoic_cli.images import load_photo
+    from stoic_cli.face.images import load_photo
 
     return {p.name: load_photo(p).rgb for p in london_paths}
 
@@ -39,7 +39,7 @@ def london_rgb(london_paths) -> dict[str, np.ndarray]:
 def shipped_models() -> Path:
     """The committed models folder. The trained models are part of the product: their absence
     is a failure, not a skip."""
-    from stoic_cli.models import find_model_dir
+    from stoic_cli.runtime.models import find_model_dir
 
     return find_model_dir(REPO / "models")
 
@@ -49,7 +49,7 @@ def detector():
     """One MTCNN for every test (and for the CLI, see `cli_detector`)."""
     import torch
 
-    from stoic_cli.detection import FaceDetector
+    from stoic_cli.face.detection import FaceDetector
 
     # One intra-op thread: on a small, busy CI machine two threads that spin-wait for each
     # other make MTCNN ten times slower, and on an idle one it costs little.
@@ -68,9 +68,9 @@ def london_faces(detector, london_rgb) -> dict:
 @pytest.fixture
 def cli_detector(monkeypatch, detector):
     """Make the CLI's commands reuse the session's detector instead of loading their own."""
-    import stoic_cli.detection
+    import stoic_cli.face.detection
 
-    monkeypatch.setattr(stoic_cli.detection, "FaceDetector", lambda *a, **k: detector)
+    monkeypatch.setattr(stoic_cli.face.detection, "FaceDetector", lambda *a, **k: detector)
     return detector
 
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stoic_cli.alignment import (MODEL_SIZE, TEMPLATE, align_face, alignment_matrix, crop_scale, invert,
+from stoic_cli.face.alignment import (MODEL_SIZE, TEMPLATE, align_face, alignment_matrix, crop_scale, invert,
                                  similarity_transform, template_points, transform_points)
 from tests.conftest import LONDON_NAMES
 

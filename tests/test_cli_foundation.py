@@ -159,7 +159,7 @@ class StubModels:
         return z + 1
 
     def render(self, crops, own, target):
-        from stoic_cli.models import Rendering
+        from stoic_cli.runtime.models import Rendering
 
         n = len(crops)
         changed = (np.abs(target - own).max(1) > 0).astype(np.float32)[:, None, None]
@@ -170,11 +170,11 @@ class StubModels:
 def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb, monkeypatch, tmp_path):
     import cv2
 
-    import stoic_cli.models
-    from stoic_cli.alignment import alignment_matrix
-    from stoic_cli.pasteback import face_mask
+    import stoic_cli.runtime.models
+    from stoic_cli.face.alignment import alignment_matrix
+    from stoic_cli.render.pasteback import face_mask
 
-    monkeypatch.setattr(stoic_cli.models, "FaceModels", StubModels)
+    monkeypatch.setattr(stoic_cli.runtime.models, "FaceModels", StubModels)
     name = "042_smiling.jpg"
     original = london_rgb[name]
     photo = tmp_path / "portrait.png"

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stoic_cli.detection import MIN_EYE_DISTANCE, Face, split_small_faces
+from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, split_small_faces
 from tests.conftest import LONDON_NAMES
 
 

@@ -245,7 +245,7 @@ def judges():
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_models, detector):
-    from stoic_cli.models import FaceModels
+    from stoic_cli.runtime.models import FaceModels
     from stoic_cli.pipeline import Pipeline
 
     return Pipeline(FaceModels(tiny_models, device="cpu"), detector)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from stoic_cli.evaluation.judges import expression_intensity, sharpness, smile
 from stoic_cli.evaluation.neutralize_eval import Pair, evaluate_neutralize, evaluate_outputs, load_pairs, make_sheet
-from stoic_cli.images import load_photo
+from stoic_cli.face.images import load_photo
 
 HERE = Path(__file__).resolve().parent
 LONDON = next((p for p in (HERE / "data" / "london", HERE.parent.parent / "shared" / "fixtures" / "london")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stoic_cli.runtime import OnnxModel
+from stoic_cli.runtime.onnx import OnnxModel
 from stoic_cli.train import nets, trainer
 from stoic_cli.train.export import import_onnx_vae
 from tests.conftest import read_log, write_cache

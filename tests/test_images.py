@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stoic_cli import images
-from stoic_cli.images import ImageError, Photo, load_photo, save_photo, save_rgb
+from stoic_cli.face import images
+from stoic_cli.face.images import ImageError, Photo, load_photo, save_photo, save_rgb
 
 RED, GREEN, BLUE = (230, 20, 20), (20, 200, 20), (20, 20, 230)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stoic_cli.latent import (Attribute, attribute_edit, expression_displacement, neutralize_edit,
+from stoic_cli.edit.latent import (Attribute, attribute_edit, expression_displacement, neutralize_edit,
                              transfer_edit)
 
 
@@ -17,7 +17,7 @@ def link_models_without(models_dir, folder: Path, left_out: str = "attributes.js
 
 
 def test_shipped_attributes_name_their_kind(shipped_models):
-    from stoic_cli.models import FaceModels
+    from stoic_cli.runtime.models import FaceModels
 
     table = FaceModels(shipped_models).attribute_table()
     kinds = {name: a.kind for name, a in table.items()}
@@ -41,8 +41,8 @@ def test_the_three_edits_are_functions_of_own_and_neutral_codes():
 
 
 def test_reference_is_read_as_its_displacement(shipped_models, detector, london_rgb):
-    from stoic_cli.images import Photo
-    from stoic_cli.models import FaceModels
+    from stoic_cli.face.images import Photo
+    from stoic_cli.runtime.models import FaceModels
     from stoic_cli.pipeline import Pipeline
 
     pipe = Pipeline(FaceModels(shipped_models, device="cpu"), detector)

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stoic_cli.alignment import MODEL_SIZE, align_face, alignment_matrix, crop_scale, template_points
-from stoic_cli.pasteback import face_mask, paste_crop, render_face
+from stoic_cli.face.alignment import MODEL_SIZE, align_face, alignment_matrix, crop_scale, template_points
+from stoic_cli.render.pasteback import face_mask, paste_crop, render_face
 from tests.conftest import LONDON_NAMES
 
 

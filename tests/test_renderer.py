@@ -14,8 +14,8 @@ WEIGHTS = REPO / "models" / "training_logs" / "renderer"
 
 @pytest.fixture(scope="module")
 def crops_and_codes(shipped_models, london_faces, london_rgb):
-    from stoic_cli.alignment import align_face
-    from stoic_cli.models import FaceModels
+    from stoic_cli.face.alignment import align_face
+    from stoic_cli.runtime.models import FaceModels
     from stoic_cli.pipeline import encoder_sized
 
     models = FaceModels(shipped_models, device="cpu")
@@ -36,7 +36,7 @@ def test_shipped_renderer_onnx_matches_pytorch_on_real_crops(shipped_models, cro
 
 def test_equal_codes_leave_the_face_as_it_is(crops_and_codes):
     """Asked for no change, the renderer moves almost nothing and draws almost nothing."""
-    from stoic_cli.pasteback import face_mask, render_face
+    from stoic_cli.render.pasteback import face_mask, render_face
     from stoic_cli.pipeline import IDENTITY
 
     models, crops, z, _ = crops_and_codes

@@ -150,9 +150,9 @@ def test_onnx_matches_pytorch_on_real_crops(run):
 def test_cli_neutralize_with_the_exported_models(run, cli_detector, london_paths, london_faces, tmp_path):
     from typer.testing import CliRunner
 
-    from stoic_cli.alignment import alignment_matrix
+    from stoic_cli.face.alignment import alignment_matrix
     from stoic_cli.cli import app
-    from stoic_cli.pasteback import face_mask
+    from stoic_cli.render.pasteback import face_mask
 
     name = "094_smiling.jpg"
     src = next(p for p in london_paths if p.name == name)
@@ -211,7 +211,7 @@ def test_renderer_log_checkpoint_and_resume(run):
 
 
 def test_renderer_onnx_matches_pytorch_on_real_crops(run):
-    from stoic_cli.models import FaceModels
+    from stoic_cli.runtime.models import FaceModels
     from stoic_cli.train.render_stage import max_renderer_difference
 
     crops, _ = data.load_cache(run["cache256"])

@@ -49,7 +49,7 @@ def _cpu_name() -> str:
 
 def _load_photos(photos_dir: Path | None) -> list:
     from stoic_cli.batch import is_image
-    from stoic_cli.images import load_photo
+    from stoic_cli.face.images import load_photo
 
     folder = Path(photos_dir) if photos_dir else DEFAULT_PHOTOS
     if not folder.is_dir():
@@ -98,12 +98,12 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     import onnxruntime as ort
     import torch
 
-    from stoic_cli.alignment import align_face
-    from stoic_cli.detection import FaceDetector
-    from stoic_cli.latent import neutralize_edit
-    from stoic_cli.models import FaceModels
+    from stoic_cli.face.alignment import align_face
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.edit.latent import neutralize_edit
+    from stoic_cli.runtime.models import FaceModels
     from stoic_cli.pipeline import NoFaceError, Pipeline
-    from stoic_cli.runtime import CUDA
+    from stoic_cli.runtime.onnx import CUDA
 
     models = FaceModels(models_dir, device=device, threads=threads)
     provider = models.provider

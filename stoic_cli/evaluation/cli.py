@@ -220,7 +220,7 @@ def edit(
     """
     from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.edit_eval import edit_markdown, evaluate_edit, parse_amounts
-    from stoic_cli.models import ModelNotFound
+    from stoic_cli.runtime.models import ModelNotFound
 
     try:
         values = parse_amounts(amounts)
@@ -305,7 +305,7 @@ def bench(
       stoic bench --device cpu --photos my_photos/ --repeats 3
     """
     from stoic_cli.evaluation.bench import run_bench
-    from stoic_cli.models import ModelNotFound
+    from stoic_cli.runtime.models import ModelNotFound
 
     device = _device(device)  # outside the try: typer.Exit is a RuntimeError
     try:

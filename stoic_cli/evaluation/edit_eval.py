@@ -37,7 +37,7 @@ import numpy as np
 
 from stoic_cli.evaluation.judges import SAME_PERSON, expression_intensity, expression_names, expression_vector, smile
 from stoic_cli.evaluation.neutralize_eval import _clean, _f, _face_region, _stat, _thumb, make_sheet
-from stoic_cli.images import load_photo, save_rgb
+from stoic_cli.face.images import load_photo, save_rgb
 
 SMILE_GAP = 0.1  # S(ref) - S(in) must exceed this for the progress ratio to mean anything
 PROGRESS_BAR = 0.7  # a transfer "arrives" when it reaches 70 % of the reference's smile
@@ -249,8 +249,8 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
-    from stoic_cli.alignment import align_face
-    from stoic_cli.latent import transfer_codes, transfer_edit
+    from stoic_cli.face.alignment import align_face
+    from stoic_cli.edit.latent import transfer_codes, transfer_edit
 
     def advance(n: int = 1):
         for _ in range(n if tick else 0):
@@ -529,7 +529,7 @@ def evaluate_edit(pipeline, inputs: Sequence[str | Path], attribute: str, amount
 
 def _edit(pipeline, inputs, attribute, amounts, out_dir, identity, expression, known, tol, save_outputs,
           strip_rows, settings, tick) -> dict:
-    from stoic_cli.latent import attribute_edit
+    from stoic_cli.edit.latent import attribute_edit
 
     names = measure_names(attribute)
     rows, strips, failures = [], [], []

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from stoic_cli.evaluation.judges import (SAME_PERSON, expression_intensity, sharpness, smile)
-from stoic_cli.images import IMAGE_EXTENSIONS, Photo, load_photo, save_rgb
+from stoic_cli.face.images import IMAGE_EXTENSIONS, Photo, load_photo, save_rgb
 
 NeutralizeFn = Callable[[Photo], np.ndarray]
 
@@ -263,7 +263,7 @@ def _gallery_stats(row: dict, tag: str, desc, own, others) -> None:
 def make_neutralize_fn(pipeline, strength: float = 1.0) -> NeutralizeFn:
     """Photo -> neutralized RGB with stoic's pipeline, largest face only (the judges look at the
     largest face too)."""
-    from stoic_cli.latent import neutralize_edit
+    from stoic_cli.edit.latent import neutralize_edit
 
     def fn(photo: Photo) -> np.ndarray:
         return pipeline.run(photo, neutralize_edit(strength), largest=True).rgb

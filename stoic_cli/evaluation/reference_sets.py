@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from stoic_cli.evaluation.judges import ExpressionJudge
-from stoic_cli.images import load_photo
+from stoic_cli.face.images import load_photo
 
 
 def judged_photos(rows: Iterable[dict], datasets: str | Path) -> Iterator[tuple[dict, Path, dict]]:

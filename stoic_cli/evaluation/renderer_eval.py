@@ -27,8 +27,8 @@ import numpy as np
 from stoic_cli.evaluation.edit_eval import attribute_measures, is_monotonic
 from stoic_cli.evaluation.judges import SAME_PERSON, smile
 from stoic_cli.evaluation.realism import MouthJudge, RealismPair, age_band, realism_report
-from stoic_cli.images import Photo, load_photo, save_rgb
-from stoic_cli.latent import attribute_edit, neutralize_edit, transfer_edit
+from stoic_cli.face.images import Photo, load_photo, save_rgb
+from stoic_cli.edit.latent import attribute_edit, neutralize_edit, transfer_edit
 
 MIN_GAP = 0.1  # a smile change smaller than this between two photos is not measured as a ratio
 UTK_RACES = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "other"}

@@ -150,9 +150,9 @@ def _align_chunk(args: tuple[list[str], int, bool]) -> list[tuple[np.ndarray | N
     paths, size, pad = args
     import torch
     torch.set_num_threads(1)
-    from stoic_cli.alignment import align_face
-    from stoic_cli.detection import FaceDetector
-    from stoic_cli.images import ImageError, load_photo
+    from stoic_cli.face.alignment import align_face
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.face.images import ImageError, load_photo
 
     detector = _align_chunk.detector if hasattr(_align_chunk, "detector") else FaceDetector(min_face_size=30)
     _align_chunk.detector = detector

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stoic_cli import alignment
+from stoic_cli.face import alignment
 from stoic_cli.train import nets
 from stoic_cli.train.trainer import load_vae
 
@@ -132,7 +132,7 @@ def import_onnx_vae(models_dir: str | Path, logvar: float = -4.0) -> tuple[nets.
 
 def max_onnx_difference(run: str | Path, model_dir: str | Path, crops: np.ndarray) -> dict[str, float]:
     """Largest absolute difference between PyTorch and ONNX Runtime on real crops, per network."""
-    from stoic_cli.runtime import OnnxModel
+    from stoic_cli.runtime.onnx import OnnxModel
 
     networks = load_networks(Path(run))
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1

@@ -75,9 +75,9 @@ def encode_cache(crops: np.ndarray, models: Path, path: Path) -> np.ndarray:
     area-averaged to the encoder's size); cached in the run folder."""
     if path.exists():
         return np.load(path)
-    from stoic_cli.models import to_model_input
+    from stoic_cli.runtime.models import to_model_input
     from stoic_cli.pipeline import encoder_sized
-    from stoic_cli.runtime import OnnxModel
+    from stoic_cli.runtime.onnx import OnnxModel
     enc = OnnxModel(models / "encoder.onnx", device="cpu")
     codes = []
     for i in range(0, len(crops), 64):
@@ -140,7 +140,7 @@ class CodeTable:
     directions, for building target codes the way each job does."""
 
     def __init__(self, crops: np.ndarray, labels: list[dict], models: Path, run: Path, rng):
-        from stoic_cli.runtime import OnnxModel
+        from stoic_cli.runtime.onnx import OnnxModel
         self.codes = encode_cache(crops, models, run / "codes.npy")
         self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
         ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
@@ -172,7 +172,7 @@ class CodeTable:
 
 
 def face_weight(size: int = R.SIZE) -> torch.Tensor:
-    from stoic_cli.pasteback import face_mask
+    from stoic_cli.render.pasteback import face_mask
     yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
     mouth = np.exp(-((xx - 0.5) ** 2 + (yy - 0.7) ** 2) / (2 * 0.1 ** 2))
     m = 0.2 + 0.8 * face_mask(size, feather=0.3) + mouth
@@ -369,7 +369,7 @@ def max_renderer_difference(run: str | Path, onnx_path: str | Path, crops: np.nd
                             target: np.ndarray, models: str | Path | None = None) -> float:
     """Largest absolute difference between the PyTorch renderer and its ONNX file on real crops
     (uint8 NHWC, 256 px) and codes."""
-    from stoic_cli.runtime import OnnxModel
+    from stoic_cli.runtime.onnx import OnnxModel
 
     net = load_renderer(Path(run), Path(models) if models else None)
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1

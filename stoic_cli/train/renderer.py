@@ -9,7 +9,7 @@ attention mask, FOMM / LivePortrait's warp of the source's own pixels):
 The motion moves the photo's own pixels, so lips, skin, stubble and teeth keep their texture;
 only what the photo lacks (teeth of a new smile, lips closing over old teeth) is drawn, inside
 the mask. The exported network returns the three maps packed; the pipeline applies the motion
-to the full-resolution photo itself (stoic_cli.pasteback.render_face).
+to the full-resolution photo itself (stoic_cli.render.pasteback.render_face).
 
 Two designs share that interface:
 - "guided": the frozen VAE decoder draws both codes (128 px) and the network reads the crop
@@ -119,7 +119,7 @@ class Renderer(nn.Module):
 
 def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     """Each output pixel taken from image at its own position plus `motion` (N,2,H,W, fractions
-    of the side): the same convention as stoic_cli.pasteback.warp_photo."""
+    of the side): the same convention as stoic_cli.render.pasteback.warp_photo."""
     n, _, h, w = image.shape
     ys = (torch.arange(h, dtype=image.dtype, device=image.device) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, dtype=image.dtype, device=image.device) + 0.5) / w * 2 - 1

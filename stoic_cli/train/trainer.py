@@ -217,8 +217,8 @@ def face_weight(device: torch.device, size: int = nets.IMAGE_SIZE, floor: float 
     `floor` on hair and background, which in tight dataset crops is mostly padding streaks.
     `expression` adds that much weight on the mouth and on the eyes and brows, where
     expressions live: a decoder that renders them muted proposes muted edits."""
-    from stoic_cli.alignment import TEMPLATE
-    from stoic_cli.pasteback import face_mask
+    from stoic_cli.face.alignment import TEMPLATE
+    from stoic_cli.render.pasteback import face_mask
     m = face_mask(size, feather=0.3)
     if expression:
         yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stoic_cli.runtime import OnnxModel
+from stoic_cli.runtime.onnx import OnnxModel
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "renderer")
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
@@ -40,7 +40,7 @@ def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
         dirs.append(Path(explicit))
     if os.environ.get("STOIC_MODELS"):
         dirs.append(Path(os.environ["STOIC_MODELS"]))
-    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
     dirs.append(Path(sys.prefix) / "share" / "stoic" / "models")
     return dirs
 
@@ -111,12 +111,12 @@ class FaceModels:
                          fill=(np.clip(packed[..., 3:6], -1, 1) + 1.0) * 127.5)
 
     def attribute_table(self) -> dict:
-        """The attribute directions as stoic_cli.latent.Attribute objects, by name."""
-        from stoic_cli.latent import load_attributes
+        """The attribute directions as stoic_cli.edit.latent.Attribute objects, by name."""
+        from stoic_cli.edit.latent import load_attributes
         return load_attributes(self.attributes())
 
     def attributes(self) -> dict:
-        """Latent attribute directions (see stoic_cli.latent), from attributes.json."""
+        """Latent attribute directions (see stoic_cli.edit.latent), from attributes.json."""
         path = self.dir / "attributes.json"
         if not path.exists():
             raise ModelNotFound(f"{path} not found: attribute directions are not installed. {HOW_TO_GET}")

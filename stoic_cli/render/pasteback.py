@@ -11,7 +11,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from stoic_cli.alignment import TEMPLATE
+from stoic_cli.face.alignment import TEMPLATE
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Latent edits: the code algebra (latent) and the edits the commands apply (edits)."""

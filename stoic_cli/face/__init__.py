@@ -1,0 +1,2 @@
+"""Face geometry: finding faces (MTCNN), the usable-face rule, 5-point alignment, reading and
+writing photos."""
