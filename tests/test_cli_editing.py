@@ -94,17 +94,33 @@ def test_transfer_reference_without_face_fails_before_inputs(shipped_models, pho
     assert not (tmp_path / "out").exists()
 
 
-def test_edit_list_unknown_and_clipping(shipped_models, photos, tmp_path):
+def test_edit_list_unknown_and_out_of_range(shipped_models, photos, tmp_path):
     res = run("edit", "--list", "--models", shipped_models)
     assert res.exit_code == 0, res.output
     for name in ("smile", "surprise", "age", "gender"):
         assert name in res.output
     res = run("edit", photos / "011_neutral.jpg", "--attr", "grumpiness=1", "--models", shipped_models)
     assert res.exit_code == 2 and "unknown attribute" in res.output and "smile" in res.output
+    # Outside the documented range is a usage error, not a silent clip; --force keeps it.
     res = run("edit", photos / "011_neutral.jpg", "--attr", "smile=5", "-o", tmp_path, "--models", shipped_models)
+    assert res.exit_code == 2 and "smile=5 is outside" in res.output, res.output
+    assert not (tmp_path / "011_neutral_edit.jpg").exists()
+    res = run("edit", photos / "011_neutral.jpg", "--attr", "smile=5", "--force", "-o", tmp_path,
+              "--models", shipped_models)
     assert res.exit_code == 0, res.output
-    assert "clipped to 1" in res.output
     assert (tmp_path / "011_neutral_edit.jpg").exists()
+
+
+@pytest.mark.parametrize("args", [("neutralize", "--strength", "nan"), ("neutralize", "--strength", "inf"),
+                                  ("neutralize", "--strength", "1e9"), ("transfer", "--alpha", "nan"),
+                                  ("edit", "--attr", "smile=nan"), ("edit", "--attr", "smile"),
+                                  ("edit", "--attr", "smile=inf", "--force")])
+def test_non_finite_or_missing_amounts_are_usage_errors(shipped_models, photos, tmp_path, args):
+    command, *options = args
+    extra = ["--expr", str(photos / "011_smiling.jpg")] if command == "transfer" else []
+    res = run(command, photos / "011_neutral.jpg", *options, *extra, "-o", tmp_path / "out", "--models", shipped_models)
+    assert res.exit_code == 2, res.output
+    assert "error" in res.output and not (tmp_path / "out").exists()
 
 
 def test_edit_amount_zero_changes_nothing(shipped_models, photos, tmp_path):

@@ -81,7 +81,7 @@ def test_output_equal_to_true_neutral_removes_everything(judges, tmp_path):
 
 @needs_judges
 def test_unchanged_output_removes_nothing_and_failures_are_listed(judges, tmp_path):
-    from stoic_cli.pipeline import NoFaceError
+    from stoic_cli.face.detection import NoFaceError
 
     def identity_edit(photo):
         if "025" in photo.path.name:

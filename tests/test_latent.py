@@ -1,12 +1,15 @@
-"""Latent edits: every job is a function of the faces' own and neutral codes."""
+"""Latent edits: every job is an edit object whose codes are a function of the faces' own and
+neutral codes, with its settings checked against their documented ranges."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from stoic_cli.edit.latent import (Attribute, attribute_edit, expression_displacement, neutralize_edit,
-                             transfer_edit)
+import pytest
+
+from stoic_cli.edit.edits import AttributeEdit, Neutralize, Reference, Transfer
+from stoic_cli.runtime.settings import Attribute
 
 
 def link_models_without(models_dir, folder: Path, left_out: str = "attributes.json") -> None:
@@ -19,7 +22,7 @@ def link_models_without(models_dir, folder: Path, left_out: str = "attributes.js
 def test_shipped_attributes_name_their_kind(shipped_models):
     from stoic_cli.runtime.models import FaceModels
 
-    table = FaceModels(shipped_models).attribute_table()
+    table = FaceModels(shipped_models).attributes()
     kinds = {name: a.kind for name, a in table.items()}
     assert {n for n, k in kinds.items() if k == "expression"} == {"smile", "surprise", "sad", "angry", "disgust", "fear"}
     assert kinds["age"] == kinds["gender"] == "appearance"
@@ -28,16 +31,40 @@ def test_shipped_attributes_name_their_kind(shipped_models):
 def test_the_three_edits_are_functions_of_own_and_neutral_codes():
     rng = np.random.default_rng(0)
     z, zn = rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(3, 8)).astype(np.float32)
-    assert np.allclose(neutralize_edit(1.0)(z, zn), zn)
-    assert np.allclose(neutralize_edit(0.0)(z, zn), z)
-    assert np.allclose(neutralize_edit(0.5)(z, zn), (z + zn) / 2)
+    assert np.allclose(Neutralize(1.0).codes(z, zn), zn)
+    assert np.allclose(Neutralize(0.0).codes(z, zn), z)
+    assert np.allclose(Neutralize(0.5).codes(z, zn), (z + zn) / 2)
+    assert np.allclose(Neutralize(1.0).scaled(0.5).codes(z, zn), (z + zn) / 2)
     ref, ref_n = rng.normal(size=(1, 8)), rng.normal(size=(1, 8))
-    d = expression_displacement(ref, ref_n)
-    assert np.allclose(transfer_edit(d, 0.5)(z, zn), zn + 0.5 * (ref - ref_n))
+    transfer = Transfer(Reference.from_codes(ref, ref_n, np.zeros((4, 4, 3), np.uint8)), 0.5)
+    assert np.allclose(transfer.codes(z, zn), zn + 0.5 * (ref - ref_n))
+    assert np.allclose(transfer.scaled(0).codes(z, zn), zn)
     up = Attribute("smile", np.ones(8, np.float32), -1, 1, "typical", "")
     down = Attribute("age", -np.ones(8, np.float32), -30, 30, "years", "")
-    edit = attribute_edit({"smile": up, "age": down}, {"smile": 0.5, "age": 2.0})
-    assert np.allclose(edit(z, zn), z - 1.5)
+    edit = AttributeEdit({"smile": up, "age": down}, {"smile": 0.5, "age": 2.0})
+    assert np.allclose(edit.codes(z, zn), z - 1.5)
+    assert np.allclose(edit.scaled(0.0).codes(z, zn), z)
+    assert edit.describe() == {"edit": "edit", "smile": 0.5, "age": 2.0}
+
+
+@pytest.mark.parametrize("make", [lambda: Neutralize(float("nan")), lambda: Neutralize(float("inf")),
+                                  lambda: Neutralize(1e9), lambda: Neutralize(-0.5),
+                                  lambda: Transfer(Reference(np.zeros((1, 8)), None), float("nan")),
+                                  lambda: Transfer(Reference(np.zeros((1, 8)), None), 3.0)])
+def test_settings_outside_their_range_are_refused(make):
+    with pytest.raises(ValueError, match="is outside"):
+        make()
+
+
+def test_attribute_amounts_are_checked_unless_forced():
+    smile = {"smile": Attribute("smile", np.ones(8, np.float32), -1, 1)}
+    with pytest.raises(ValueError, match="smile=5 is outside -1..1"):
+        AttributeEdit(smile, {"smile": 5.0})
+    assert AttributeEdit(smile, {"smile": 5.0}, force=True).amounts == {"smile": 5.0}
+    with pytest.raises(ValueError, match="not a number"):
+        AttributeEdit(smile, {"smile": float("nan")}, force=True)
+    with pytest.raises(ValueError, match="unknown attribute"):
+        AttributeEdit(smile, {"grin": 0.5})
 
 
 def test_reference_is_read_as_its_displacement(shipped_models, detector, london_rgb):
@@ -49,4 +76,4 @@ def test_reference_is_read_as_its_displacement(shipped_models, detector, london_
     ref = pipe.read_reference(Photo(london_rgb["094_smiling.jpg"]))
     z, zn = pipe.codes(ref.crop[None])
     assert np.allclose(ref.displacement, z - zn, atol=1e-5)
-    assert ref.reconstruction.shape == (128, 128, 3)
+    assert ref.crop.shape == (128, 128, 3) and ref.crop.dtype == np.uint8

@@ -63,7 +63,7 @@ def _load_photos(photos_dir: Path | None) -> list:
 def _stack(models, crops: np.ndarray, repeats: int) -> dict:
     """encode -> neutralize -> render on one batch of render-sized crops; per-stage and total
     medians."""
-    from stoic_cli.pipeline import encoder_sized
+    from stoic_cli.face.alignment import encoder_sized
 
     small = encoder_sized(crops, models.image_size)
     stages = (("encode", lambda _: models.encode(small)), ("neutralize", models.neutralize),
@@ -100,9 +100,10 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
 
     from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import FaceDetector
-    from stoic_cli.edit.latent import neutralize_edit
+    from stoic_cli.edit.edits import Neutralize
     from stoic_cli.runtime.models import FaceModels
-    from stoic_cli.pipeline import NoFaceError, Pipeline
+    from stoic_cli.face.detection import NoFaceError
+    from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.onnx import CUDA
 
     models = FaceModels(models_dir, device=device, threads=threads)
@@ -148,7 +149,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     # (c) end to end: detect, align, encode, neutralize, render, paste back.
     if photos:
         pipe = Pipeline(models, detector)
-        edit = neutralize_edit(1.0)
+        edit = Neutralize(1.0)
         failed = 0
 
         def one_pass():

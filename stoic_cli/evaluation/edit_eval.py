@@ -250,7 +250,8 @@ def evaluate_transfer(pipeline, references: Sequence[str | Path], inputs: Sequen
 def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression, person_of, min_gap, bar,
               save_outputs, sheet_rows, settings, tick) -> dict:
     from stoic_cli.face.alignment import align_face
-    from stoic_cli.edit.latent import transfer_codes, transfer_edit
+    from stoic_cli.edit.edits import Transfer
+    from stoic_cli.edit.latent import transfer_codes
 
     def advance(n: int = 1):
         for _ in range(n if tick else 0):
@@ -265,8 +266,9 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
         except Exception as exc:  # one unusable reference must not end the evaluation
             failures.append({"reference": str(path), "input": None, "error": str(exc) or type(exc).__name__})
             continue
-        crop_smiles = (_crop_smile(ref.crop, expression), _crop_smile(ref.reconstruction, expression))
-        refs.append((path, ref.displacement, _look(photo.rgb, identity, expression), crop_smiles))
+        reconstruction = pipeline.models.decode(pipeline.codes(ref.crop[None])[0])[0]  # what the VAE keeps of it
+        crop_smiles = (_crop_smile(ref.crop, expression), _crop_smile(reconstruction, expression))
+        refs.append((path, ref, _look(photo.rgb, identity, expression), crop_smiles))
     n_failed_refs = len(references) - len(refs)
 
     rows, thumbs, same_person = [], [], 0
@@ -280,7 +282,8 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
             continue
         advance(n_failed_refs)
         look_in = None
-        for r, (ref_path, displacement, look_ref, (c_ref, c_rec)) in enumerate(refs):
+        for r, (ref_path, ref, look_ref, (c_ref, c_rec)) in enumerate(refs):
+            displacement = ref.displacement
             if _same_file(ref_path, in_path) or person_of(ref_path) == person_of(in_path):
                 same_person += 1
                 advance()
@@ -291,7 +294,7 @@ def _transfer(pipeline, references, inputs, out_dir, alpha, identity, expression
                 zn_in = pipeline.codes(crop_in[None])[1]  # the neutral code as the job uses it
                 c_in = _crop_smile(crop_in, expression)
             try:
-                result = pipeline.apply(photo, faces, transfer_edit(displacement, alpha))
+                result = pipeline.apply(photo, faces, Transfer(ref, alpha))
                 decoded = pipeline.models.decode(transfer_codes(zn_in, displacement, alpha).astype(np.float32))[0]
             except Exception as exc:
                 failures.append({"reference": str(ref_path), "input": str(in_path),
@@ -512,7 +515,7 @@ def evaluate_edit(pipeline, inputs: Sequence[str | Path], attribute: str, amount
     `attributes` defaults to the pipeline's attributes.json; an unknown name raises KeyError
     before any work. Writes report.json, report.md, edit_strip_<attribute>.png and outputs/ into
     out_dir when given. `tick` is called once per input."""
-    known = attributes if attributes is not None else pipeline.models.attribute_table()
+    known = attributes if attributes is not None else pipeline.models.attributes()
     if attribute not in known:
         raise KeyError(f"unknown attribute {attribute!r}; known: {', '.join(sorted(known)) or 'none'}")
     amounts = sorted({float(a) for a in amounts})
@@ -529,7 +532,7 @@ def evaluate_edit(pipeline, inputs: Sequence[str | Path], attribute: str, amount
 
 def _edit(pipeline, inputs, attribute, amounts, out_dir, identity, expression, known, tol, save_outputs,
           strip_rows, settings, tick) -> dict:
-    from stoic_cli.edit.latent import attribute_edit
+    from stoic_cli.edit.edits import AttributeEdit
 
     names = measure_names(attribute)
     rows, strips, failures = [], [], []
@@ -540,7 +543,7 @@ def _edit(pipeline, inputs, attribute, amounts, out_dir, identity, expression, k
             look_in = _look(photo.rgb, identity, expression)
             looks, saved = [], []
             for a in amounts:
-                result = pipeline.apply(photo, faces, attribute_edit(known, {attribute: a}))
+                result = pipeline.apply(photo, faces, AttributeEdit(known, {attribute: float(a)}, force=True))
                 out = np.asarray(result.rgb, np.uint8)
                 looks.append(_look(out, identity, expression, box=look_in.box))
                 if save_outputs and out_dir is not None:

@@ -263,10 +263,10 @@ def _gallery_stats(row: dict, tag: str, desc, own, others) -> None:
 def make_neutralize_fn(pipeline, strength: float = 1.0) -> NeutralizeFn:
     """Photo -> neutralized RGB with stoic's pipeline, largest face only (the judges look at the
     largest face too)."""
-    from stoic_cli.edit.latent import neutralize_edit
+    from stoic_cli.edit.edits import Neutralize
 
     def fn(photo: Photo) -> np.ndarray:
-        return pipeline.run(photo, neutralize_edit(strength), largest=True).rgb
+        return pipeline.run(photo, Neutralize(strength), largest=True).rgb
 
     return fn
 

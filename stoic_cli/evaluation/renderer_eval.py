@@ -28,7 +28,7 @@ from stoic_cli.evaluation.edit_eval import attribute_measures, is_monotonic
 from stoic_cli.evaluation.judges import SAME_PERSON, smile
 from stoic_cli.evaluation.realism import MouthJudge, RealismPair, age_band, realism_report
 from stoic_cli.face.images import Photo, load_photo, save_rgb
-from stoic_cli.edit.latent import attribute_edit, neutralize_edit, transfer_edit
+from stoic_cli.edit.edits import AttributeEdit, Neutralize, Transfer
 
 MIN_GAP = 0.1  # a smile change smaller than this between two photos is not measured as a ratio
 UTK_RACES = {"0": "white", "1": "black", "2": "asian", "3": "indian", "4": "other"}
@@ -154,7 +154,7 @@ def _neutralize(pipe, judges: Judges, shots: list[Shot], folder: Path, name: str
         for shot in v["happiness"][:2]:
             photo = _photo(shot.path)
             try:
-                out = pipe.run(photo, neutralize_edit(1.0), largest=True).rgb
+                out = pipe.run(photo, Neutralize(1.0), largest=True).rgb
             except Exception:
                 continue
             look_in, look_out = judges.look(photo.rgb), judges.look(out)
@@ -169,7 +169,7 @@ def _neutralize(pipe, judges: Judges, shots: list[Shot], folder: Path, name: str
         # an already neutral photo must stay itself
         photo = Photo(real["rgb"])
         try:
-            again = pipe.run(photo, neutralize_edit(1.0), largest=True).rgb
+            again = pipe.run(photo, Neutralize(1.0), largest=True).rgb
             stays.append(_dist(judges.look(again)["descriptor"], real["descriptor"]))
         except Exception:
             pass
@@ -199,17 +199,17 @@ def _to_smile(pipe, judges: Judges, shots: list[Shot], folder: Path, name: str, 
     if job == "transfer":
         for p, v in people.items():
             try:
-                refs[p] = pipe.read_reference(_photo(v["happiness"][0].path)).displacement
+                refs[p] = pipe.read_reference(_photo(v["happiness"][0].path))
             except Exception:
                 pass
-    attrs = pipe.attributes
+    attrs = pipe.models.attributes() if job == "edit" else {}
     rows, pairs, monotonic = [], [], {"smile": [], "surprise": []}
     for person, v in people.items():
         photo = _photo(v["neutral"][0].path)
         real_rgb = _photo(v["happiness"][0].path).rgb
         look_in, look_real = judges.look(photo.rgb), judges.look(real_rgb)
-        edits = ([(p, transfer_edit(d, 1.0)) for p, d in refs.items() if p != person][:6] if job == "transfer"
-                 else [("smile=1", attribute_edit(attrs, {"smile": 1.0}))])
+        edits = ([(p, Transfer(d, 1.0)) for p, d in refs.items() if p != person][:6] if job == "transfer"
+                 else [("smile=1", AttributeEdit(attrs, {"smile": 1.0}, force=True))])
         for source, edit in edits:
             try:
                 out = pipe.run(photo, edit, largest=True).rgb
@@ -226,7 +226,7 @@ def _to_smile(pipe, judges: Judges, shots: list[Shot], folder: Path, name: str, 
                 scores = []
                 for amount in np.linspace(0, 1, 5):
                     try:
-                        o = pipe.run(photo, attribute_edit(attrs, {attribute: float(amount)}), largest=True).rgb
+                        o = pipe.run(photo, AttributeEdit(attrs, {attribute: float(amount)}, force=True), largest=True).rgb
                     except Exception:
                         scores = []
                         break
@@ -261,7 +261,7 @@ def _utk_groups(pipe, judges: Judges, shots: list[Shot], per_race: int) -> dict:
         if look_in["smile"] is None or look_in["smile"] < 0.4:
             continue
         try:
-            out = pipe.run(photo, neutralize_edit(1.0), largest=True).rgb
+            out = pipe.run(photo, Neutralize(1.0), largest=True).rgb
         except Exception:
             continue
         look_out = judges.look(out)

@@ -100,3 +100,11 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 def invert(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(matrix)
+
+
+def encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
+    """Aligned crops (N,S,S,3) area-averaged to another side: the encoder reads the renderer's
+    crop this way, at inference and in training alike."""
+    if crops.shape[1] == size:
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])

@@ -86,3 +86,20 @@ def split_small_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTA
     usable = [f for f in faces if f.eye_distance >= min_eye_distance]
     small = [f for f in faces if f.eye_distance < min_eye_distance]
     return usable, small
+
+
+class NoFaceError(Exception):
+    """No usable face in a photo; the message says why."""
+
+
+def usable_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTANCE,
+                 largest: bool = False) -> tuple[list[Face], int]:
+    """The faces an editing command works on (the largest first) and how many were too small.
+    Raises NoFaceError when none is usable: every command reports that the same way."""
+    if not faces:
+        raise NoFaceError("no face found")
+    usable, small = split_small_faces(faces, min_eye_distance)
+    if not usable:
+        raise NoFaceError(f"{len(small)} face(s) found but all too small to edit "
+                          f"(eyes under {min_eye_distance:.0f} px apart)")
+    return (usable[:1] if largest else usable), len(small)

@@ -4,7 +4,6 @@ Where models are looked for, first hit wins: ``--models DIR`` / ``STOIC_MODELS``
 checkout's ``models/`` folder (editable installs), ``<prefix>/share/stoic/models`` (wheels)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from stoic_cli.runtime.onnx import OnnxModel
+from stoic_cli.runtime.settings import Attribute, ModelSettings, read_attributes
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "renderer")
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
@@ -77,10 +77,9 @@ class FaceModels:
         self.dir = find_model_dir(model_dir)
         self.device, self.threads = device, threads
         self._nets: dict[str, OnnxModel] = {}
-        meta_path = self.dir / "stoic.json"
-        self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        self.image_size = int(self.meta.get("image_size", 128))  # what the encoder reads
-        self.render_size = int(self.meta.get("render_size", 256))  # what the renderer reads
+        self.settings = ModelSettings.read(self.dir / "stoic.json")
+        self.image_size = self.settings.image_size  # what the encoder reads
+        self.render_size = self.settings.render_size  # what the renderer reads
 
     def net(self, name: str) -> OnnxModel:
         if name not in self._nets:
@@ -110,14 +109,9 @@ class FaceModels:
         return Rendering(motion=packed[..., 0:2], mask=np.clip(packed[..., 2], 0, 1),
                          fill=(np.clip(packed[..., 3:6], -1, 1) + 1.0) * 127.5)
 
-    def attribute_table(self) -> dict:
-        """The attribute directions as stoic_cli.edit.latent.Attribute objects, by name."""
-        from stoic_cli.edit.latent import load_attributes
-        return load_attributes(self.attributes())
-
-    def attributes(self) -> dict:
-        """Latent attribute directions (see stoic_cli.edit.latent), from attributes.json."""
+    def attributes(self) -> dict[str, Attribute]:
+        """The attribute directions of attributes.json, by name."""
         path = self.dir / "attributes.json"
         if not path.exists():
             raise ModelNotFound(f"{path} not found: attribute directions are not installed. {HOW_TO_GET}")
-        return json.loads(path.read_text())
+        return read_attributes(path, self.settings.latent_dim)

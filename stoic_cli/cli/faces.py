@@ -1,0 +1,115 @@
+"""`stoic detect`, `stoic crop`, `stoic info`: faces and what is installed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from stoic_cli.cli.app import app
+from stoic_cli.cli.options import (DeviceOpt, InputsArg, LargestOpt, MinEyeOpt, ModelsOpt, OverwriteOpt,
+                                   RecursiveOpt, ReportOpt, err, finish, out, torch_device)
+
+
+@app.command()
+def detect(
+    images: List[Path] = InputsArg,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image instead of a table."),
+    recursive: bool = RecursiveOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+):
+    """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.face.images import load_photo
+
+    detector = FaceDetector(device=torch_device(device))
+    jobs = plan_jobs(images, None, None, recursive)
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces = detector.detect(photo.rgb)
+        if as_json:
+            print(json.dumps({"path": str(job.source), "width": photo.width, "height": photo.height,
+                              "faces": [f.to_dict() for f in faces]}))
+        else:
+            # The path goes on its own unwrapped line: a table title would be folded to the
+            # table's width, which breaks long paths for anyone grepping the output.
+            out.print(f"{job.source} ({photo.width}x{photo.height})", soft_wrap=True, markup=False, highlight=False)
+            table = Table(show_lines=False)
+            for col in ("#", "box x1,y1,x2,y2", "score", "eye distance"):
+                table.add_column(col)
+            for i, f in enumerate(faces):
+                table.add_row(str(i), ", ".join(f"{v:.0f}" for v in f.box), f"{f.score:.3f}", f"{f.eye_distance:.0f}")
+            out.print(table)
+        if not faces:
+            raise ValueError("no face found")
+        return len(faces), f"{len(faces)} face(s)"
+
+    finish(run_jobs(jobs, work, console=err, label="detecting"), report)
+
+
+@app.command()
+def crop(
+    images: List[Path] = InputsArg,
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for the crops."),
+    size: int = typer.Option(128, "--size", min=16, max=4096, help="Crop side in pixels (the models use 128)."),
+    recursive: bool = RecursiveOpt,
+    overwrite: bool = OverwriteOpt,
+    largest: bool = LargestOpt,
+    report: Optional[Path] = ReportOpt,
+    device: str = DeviceOpt,
+    min_eyes: float = MinEyeOpt,
+):
+    """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
+    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.face.alignment import align_face
+    from stoic_cli.face.detection import FaceDetector, usable_faces
+    from stoic_cli.face.images import load_photo, save_rgb
+
+    detector = FaceDetector(device=torch_device(device))
+    jobs = plan_jobs(images, "crop", output, recursive)
+    for job in jobs:
+        job.output = job.output.with_suffix(".png")  # crops are lossless
+
+    def work(job):
+        photo = load_photo(job.source)
+        faces, small = usable_faces(detector.detect(photo.rgb), min_eyes, largest)
+        for i, f in enumerate(faces):
+            c, _ = align_face(photo.rgb, f.landmarks, size)
+            target = job.output if i == 0 else job.output.with_name(f"{job.output.stem}{i}.png")
+            save_rgb(c, target)
+        return len(faces), (f"{small} small face(s) skipped" if small else "")
+
+    finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="cropping"), report)
+
+
+@app.command()
+def info(models: Optional[Path] = ModelsOpt):
+    """Versions, model files found and ONNX Runtime providers."""
+    import importlib.metadata as md
+
+    from stoic_cli import __version__
+    from stoic_cli.runtime.models import NETWORKS, candidate_dirs
+    from stoic_cli.runtime.onnx import available_providers, choose_providers, gpu_present
+
+    # Plain "key: value" lines rather than a table: pasted into bug reports, grepped in CI logs.
+    rows = [("stoic", __version__), ("python", sys.version.split()[0])]
+    for pkg in ("torch", "onnxruntime-gpu", "facenet-pytorch", "opencv-python-headless", "numpy", "typer"):
+        try:
+            rows.append((pkg, md.version(pkg)))
+        except md.PackageNotFoundError:
+            rows.append((pkg, "not installed"))
+    rows.append(("ONNX Runtime providers", ", ".join(available_providers())))
+    rows.append(("GPU present", str(gpu_present())))
+    rows.append(("providers used (auto)", ", ".join(choose_providers("auto"))))
+    for d in candidate_dirs(models):
+        found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
+        extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
+        rows.append((f"models in {d}", ", ".join(found + extra) or "-"))
+    for key, value in rows:
+        out.print(f"{key}: {value}", markup=False, highlight=False)

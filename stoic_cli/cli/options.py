@@ -1,0 +1,97 @@
+"""What the commands share: consoles, the options every batch command takes, loading the pipeline,
+and finishing a batch with its report and exit code (0 all done, 1 some failed, 2 usage)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from stoic_cli.face.detection import MIN_EYE_DISTANCE
+
+# soft_wrap: messages and paths are never folded to the terminal width, so logs stay greppable
+# and a long path is not split in two (tables still fit the width).
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+InputsArg = typer.Argument(..., help="Image files and/or folders.", show_default=False)
+OutDirOpt = typer.Option(None, "-o", "--output", help="Folder for results (default: next to each input).")
+RecursiveOpt = typer.Option(False, "--recursive", "-r", help="Descend into subfolders of input folders.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace outputs that already exist (inputs are never touched).")
+ReportOpt = typer.Option(None, "--report", help="Write one CSV row per input: path, faces, status, message, seconds.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runtime provider and MTCNN device).")
+LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face of each photo (default: every face).")
+ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
+MinEyeOpt = typer.Option(MIN_EYE_DISTANCE, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
+SetOpt = typer.Option(None, "--set", help="Override one config value, e.g. --set vae_steps=100 (repeatable).")
+
+
+def fail(message: str) -> NoReturn:
+    """A usage or set-up error: one line on stderr, exit code 2."""
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(2)
+
+
+def check_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def torch_device(device: str) -> str:
+    """MTCNN's device for --device (the one GPU check is stoic_cli.runtime.onnx.gpu_present)."""
+    from stoic_cli.runtime.onnx import gpu_present
+
+    if check_device(device) == "cpu":
+        return "cpu"
+    if device == "cuda" and not gpu_present():
+        fail("--device cuda asked for, but no CUDA GPU is visible")
+    return "cuda" if gpu_present() else "cpu"
+
+
+def finish(outcomes, report: Optional[Path]) -> None:
+    from stoic_cli.batch import FAILED, summary, write_report
+
+    if report:
+        write_report(outcomes, report)
+    if not outcomes:
+        fail("no images found in the given inputs")
+    err.print(summary(outcomes))
+    if any(o.status == FAILED for o in outcomes):
+        raise typer.Exit(1)
+
+
+def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN_EYE_DISTANCE):
+    from stoic_cli.face.detection import FaceDetector
+    from stoic_cli.pipeline import Pipeline
+    from stoic_cli.runtime.models import FaceModels
+
+    try:
+        models = FaceModels(models_dir, device=check_device(device))
+        provider = models.provider
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # missing or unreadable models, no GPU
+        fail(str(exc))
+    err.print(f"models: {models.dir} on {provider}", highlight=False)
+    return Pipeline(models, FaceDetector(device=torch_device(device)), min_eye_distance=min_eyes)
+
+
+def skipped_message(result) -> str:
+    return f"{result.skipped_small} small face(s) skipped" if result.skipped_small else ""
+
+
+def parse_overrides(items: Optional[List[str]]) -> dict:
+    """--set KEY=VALUE pairs: JSON values (numbers, lists, true/false) or plain strings."""
+    extra = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            extra[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        except json.JSONDecodeError:
+            extra[key] = value
+    return extra

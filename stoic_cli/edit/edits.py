@@ -1,0 +1,123 @@
+"""The edits the commands apply. Each is a small immutable object that carries its own settings
+and their documented ranges, and turns the faces' own and neutral codes into the codes the
+renderer draws; the pipeline runs every one of them the same way.
+
+`scaled(f)` is the same edit at a fraction f of its amount (0 = no change): strips and GIFs
+are made of those."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from stoic_cli.edit.latent import edit_codes, expression_displacement, neutralize_codes, transfer_codes
+from stoic_cli.runtime.settings import Attribute
+
+
+class Edit(Protocol):
+    name: str
+
+    def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray: ...
+
+    def scaled(self, fraction: float) -> "Edit": ...
+
+    def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Range:
+    """A knob's documented range: values outside it are refused, never silently clipped."""
+    minimum: float
+    maximum: float
+
+    def check(self, flag: str, value: float) -> float:
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            raise ValueError(f"{flag}={value:g} is outside {self.minimum:g}..{self.maximum:g}")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Neutralize:
+    """StoicNet's learned neutral code, reached at `strength` (0 = unchanged, 1 = neutral,
+    above 1 goes past neutral)."""
+    STRENGTH = Range(0.0, 2.0)
+    strength: float = 1.0
+    name: str = field(default="neutralize", init=False)
+
+    def __post_init__(self):
+        self.STRENGTH.check("--strength", self.strength)
+
+    def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
+        return neutralize_codes(z, z_neutral, self.strength)
+
+    def scaled(self, fraction: float) -> "Neutralize":
+        return replace(self, strength=self.strength * fraction)
+
+    def describe(self) -> dict:
+        return {"edit": self.name, "strength": self.strength}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A transfer reference: the expression of its largest face, as LEED's displacement of its
+    code from its own neutral code, and the aligned crop it was read from."""
+    displacement: np.ndarray  # (1, latent_dim)
+    crop: np.ndarray  # uint8 aligned crop, encoder-sized
+    source: str = ""  # the reference photo's path, for the provenance of outputs
+
+    @classmethod
+    def from_codes(cls, z: np.ndarray, z_neutral: np.ndarray, crop: np.ndarray, source: str = "") -> "Reference":
+        return cls(expression_displacement(z, z_neutral), crop, source)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """LEED's transfer: each face's own neutral code plus the reference's displacement at
+    `alpha` (0 = neutral, 1 = the reference's intensity, above 1 exaggerates)."""
+    ALPHA = Range(0.0, 2.0)
+    reference: Reference
+    alpha: float = 1.0
+    name: str = field(default="transfer", init=False)
+
+    def __post_init__(self):
+        self.ALPHA.check("--alpha", self.alpha)
+
+    def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
+        return transfer_codes(z_neutral, self.reference.displacement, self.alpha)
+
+    def scaled(self, fraction: float) -> "Transfer":
+        return replace(self, alpha=self.alpha * fraction)
+
+    def describe(self) -> dict:
+        return {"edit": self.name, "alpha": self.alpha, "reference": self.reference.source}
+
+
+@dataclass(frozen=True)
+class AttributeEdit:
+    """Continuous amounts along attributes.json's directions; amounts of several attributes add
+    up. Each amount must lie in its attribute's documented range unless `force`."""
+    attributes: dict[str, Attribute]
+    amounts: dict[str, float]
+    force: bool = False
+    name: str = field(default="edit", init=False)
+
+    def __post_init__(self):
+        for key, amount in self.amounts.items():
+            if key not in self.attributes:
+                raise ValueError(f"unknown attribute {key!r}; known: {', '.join(sorted(self.attributes))}")
+            a = self.attributes[key]
+            if not math.isfinite(amount):
+                raise ValueError(f"--attr {key}={amount} is not a number")
+            if not self.force:
+                Range(a.minimum, a.maximum).check(f"--attr {key}", amount)
+
+    def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
+        return edit_codes(z, {k: self.attributes[k].direction for k in self.amounts}, self.amounts)
+
+    def scaled(self, fraction: float) -> "AttributeEdit":
+        return replace(self, amounts={k: v * fraction for k, v in self.amounts.items()})
+
+    def describe(self) -> dict:
+        return {"edit": self.name, **{k: v for k, v in self.amounts.items()}}
