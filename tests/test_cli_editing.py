@@ -128,3 +128,31 @@ def test_edit_amount_zero_changes_nothing(shipped_models, photos, tmp_path):
     res = run("edit", src, "--attr", "smile=0", "-o", tmp_path, "--models", shipped_models)
     assert res.exit_code == 0, res.output
     assert np.abs(_pixels(src) - _pixels(tmp_path / "011_neutral_edit.jpg")).mean() < 1.5
+
+
+def _models_with(shipped_models, folder: Path, name: str, content: bytes) -> Path:
+    """The shipped models with one file replaced by `content`."""
+    folder.mkdir()
+    for f in Path(shipped_models).iterdir():
+        if f.is_file() and f.name != name:
+            (folder / f.name).symlink_to(f.resolve())
+    (folder / name).write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize("name, content", [("stoic.json", b'{"format": 1, "image_size": '),
+                                           ("stoic.json", b'{"format": 1, "pixel_range": [0, 1]}'),
+                                           ("renderer.onnx", b""), ("neutralizer.onnx", b"not onnx")])
+def test_broken_model_files_stop_before_the_first_photo(shipped_models, photos, tmp_path, name, content):
+    models = _models_with(shipped_models, tmp_path / "models", name, content)
+    res = run("neutralize", photos / "011_smiling.jpg", "-o", tmp_path / "out", "--models", models)
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and name in lines[0], res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_device_is_a_usage_error(shipped_models, photos, tmp_path):
+    res = run("neutralize", photos / "011_smiling.jpg", "-o", tmp_path / "out", "--device", "tpu",
+              "--models", shipped_models)
+    assert res.exit_code == 2 and "unknown device 'tpu'" in res.output, res.output

@@ -94,7 +94,8 @@ def info(models: Optional[Path] = ModelsOpt):
     import importlib.metadata as md
 
     from stoic_cli import __version__
-    from stoic_cli.runtime.models import NETWORKS, candidate_dirs
+    from stoic_cli.runtime.models import NETWORKS, candidate_dirs, find_model_dir
+    from stoic_cli.runtime.settings import ModelSettings
     from stoic_cli.runtime.onnx import available_providers, choose_providers, gpu_present
 
     # Plain "key: value" lines rather than a table: pasted into bug reports, grepped in CI logs.
@@ -111,5 +112,11 @@ def info(models: Optional[Path] = ModelsOpt):
         found = [n for n in NETWORKS if (d / f"{n}.onnx").exists()]
         extra = [f for f in ("attributes.json", "stoic.json") if (d / f).exists()]
         rows.append((f"models in {d}", ", ".join(found + extra) or "-"))
+    try:
+        chosen = find_model_dir(models)
+        rows.append(("models used", str(chosen)))
+        rows += [(f"model {name}", note) for name, note in ModelSettings.read(chosen / "stoic.json").models.items()]
+    except (FileNotFoundError, ValueError) as exc:
+        rows.append(("models used", f"none ({exc})"))
     for key, value in rows:
         out.print(f"{key}: {value}", markup=False, highlight=False)

@@ -70,8 +70,9 @@ def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN
     from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.models import FaceModels
 
+    check_device(device)  # outside the try: typer.Exit is a RuntimeError
     try:
-        models = FaceModels(models_dir, device=check_device(device))
+        models = FaceModels(models_dir, device=device).load()
         provider = models.provider
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # missing or unreadable models, no GPU
         fail(str(exc))

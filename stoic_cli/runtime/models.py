@@ -15,6 +15,7 @@ from stoic_cli.runtime.onnx import OnnxModel
 from stoic_cli.runtime.settings import Attribute, ModelSettings, read_attributes
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "renderer")
+EDITING = ("encoder", "neutralizer", "renderer")  # what every editing command runs
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
               "full checkout (`pip install -e .`), point --models/STOIC_MODELS at that folder, or "
               "train and export your own (`stoic train run all` then `stoic train export`).")
@@ -88,6 +89,13 @@ class FaceModels:
                 raise ModelNotFound(f"model file {path} not found. {HOW_TO_GET}")
             self._nets[name] = OnnxModel(path, device=self.device, threads=self.threads)
         return self._nets[name]
+
+    def load(self, names: tuple[str, ...] = EDITING) -> "FaceModels":
+        """Open these networks now, so that a missing or broken file stops a command before its
+        first photo rather than failing every photo."""
+        for name in names:
+            self.net(name)
+        return self
 
     @property
     def provider(self) -> str:

@@ -53,6 +53,10 @@ def _preload_cuda_libraries() -> None:
         pass
 
 
+class ModelLoadError(ValueError):
+    """An ONNX file that ONNX Runtime cannot load (empty, truncated, another format)."""
+
+
 class OnnxModel:
     """One ONNX network with one output and one or more inputs (in the file's order), run in
     batches."""
@@ -73,7 +77,11 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # ONNX Runtime raises its own types, with multi-line messages
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+            raise ModelLoadError(f"{self.path}: not a usable ONNX model ({first})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
 
