@@ -1,18 +1,27 @@
 """Fine-tuning a shipped VAE with the expression-aware perceptual loss: importing the ONNX
-networks back into PyTorch, the expression classifier stage, and the VAE stage that uses both.
+networks back into PyTorch, the expression classifier stage, and the VAE stage that uses both,
+with and without a split code; and the shipped training configs still loading.
 A synthetic cache stands in for the datasets, so these run everywhere (CI too)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from stoic_cli.runtime.onnx import OnnxModel
-from stoic_cli.train import nets, trainer
+from stoic_cli.train import nets
+from stoic_cli.train.checkpoints import load_vae
+from stoic_cli.train.classifier_stage import classifier_accuracy, load_classifier, train_classifier
+from stoic_cli.train.config import RETIRED_KEYS, TrainConfig
+from stoic_cli.train.data import load_cache
 from stoic_cli.train.export import import_onnx_vae
-from tests.conftest import read_log, write_cache
+from stoic_cli.train.losses import expression_feature_loss
+from stoic_cli.train.samplers import PairSampler, expression_rows
+from stoic_cli.train.vae_stage import train_vae
+from tests.conftest import REPO, read_log, write_cache
 
 CPU = torch.device("cpu")
 
@@ -37,12 +46,12 @@ def toy_cache(tmp_path_factory):
     return write_cache(root, crops, rows)
 
 
-def split_config(toy_cache, tmp_path, **options) -> trainer.TrainConfig:
+def split_config(toy_cache, tmp_path, **options) -> TrainConfig:
     """Two VAE steps of a split code (16 expression entries) on the toy cache, logged and
     checkpointed every step, with `options` (the terms under test) on top."""
-    return trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
-                               expression_dims=16, swap_batch=2, kl_ramp_steps=0, checkpoint_every=1,
-                               log_every=1, threads=1, oversample={}, neutralizer_datasets=["taiwanese"], **options)
+    return TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), batch_size=4, vae_steps=2,
+                       expression_dims=16, swap_batch=2, kl_ramp_steps=0, checkpoint_every=1,
+                       log_every=1, threads=1, oversample={}, neutralizer_datasets=["taiwanese"], **options)
 
 
 def test_shipped_vae_imports_as_the_same_function(shipped_models):
@@ -71,22 +80,22 @@ def test_expression_feature_loss_is_zero_only_for_the_same_image():
     torch.manual_seed(0)
     classifier = nets.ExpressionClassifier().eval()
     x = torch.rand(2, 3, 128, 128) * 2 - 1
-    assert trainer.expression_feature_loss(classifier, x, x).item() == 0.0
+    assert expression_feature_loss(classifier, x, x).item() == 0.0
     y = x.clone()
     y[:, :, 80:] = -y[:, :, 80:]
-    assert trainer.expression_feature_loss(classifier, y, x).item() > 0.05
+    assert expression_feature_loss(classifier, y, x).item() > 0.05
 
 
 @pytest.fixture(scope="module")
 def finetuned(toy_cache, tmp_path_factory, shipped_models):
     run = tmp_path_factory.mktemp("finetune_run")
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(run), batch_size=4, vae_steps=2, vae_lr=0.0,
-                              classifier_steps=60, classifier_batch_size=16, classifier_lr=3e-3,
-                              expression_feature_weight=1.0, vae_init=str(shipped_models),
-                              kl_ramp_steps=0, checkpoint_every=30, log_every=1, threads=1,
-                              oversample={})
-    trainer.train_classifier(cfg, CPU)
-    trainer.train_vae(cfg, CPU)
+    cfg = TrainConfig(cache=str(toy_cache), run=str(run), batch_size=4, vae_steps=2, vae_lr=0.0,
+                      classifier_steps=60, classifier_batch_size=16, classifier_lr=3e-3,
+                      expression_feature_weight=1.0, vae_init=str(shipped_models),
+                      kl_ramp_steps=0, checkpoint_every=30, log_every=1, threads=1,
+                      oversample={})
+    train_classifier(cfg, CPU)
+    train_vae(cfg, CPU)
     return cfg, run
 
 
@@ -96,10 +105,10 @@ def test_classifier_learns_and_keeps_its_best_weights(finetuned, toy_cache):
     assert [int(r["step"]) for r in log] == [30, 60]
     state = torch.load(run / "classifier.pt", map_location="cpu", weights_only=False)
     assert state["best_score"] == max(float(r["val_balanced_accuracy"]) for r in log)
-    classifier = trainer.load_classifier(run, CPU)
+    classifier = load_classifier(run, CPU)
     crops = np.load(toy_cache / "crops.npy")
-    rows, classes = trainer.expression_rows(trainer.load_cache(toy_cache)[1], "val")
-    accuracy, balanced = trainer.classifier_accuracy(classifier, crops, rows, classes, CPU)
+    rows, classes = expression_rows(load_cache(toy_cache)[1], "val")
+    accuracy, balanced = classifier_accuracy(classifier, crops, rows, classes, CPU)
     assert balanced > 0.9, balanced  # the two toy expressions are easy; people c and d are unseen
 
 
@@ -107,7 +116,7 @@ def test_vae_finetune_starts_from_the_shipped_encoder(finetuned, shipped_models,
     cfg, run = finetuned
     log = read_log(run / "vae_log.csv")
     assert len(log) == 2 and float(log[0]["expression"]) > 0
-    enc, _ = trainer.load_vae(run, CPU)  # rebuilt without batch norm, as it was saved
+    enc, _ = load_vae(run, CPU)  # rebuilt without batch norm, as it was saved
     x = (np.load(toy_cache / "crops.npy")[:2].astype(np.float32) / 127.5 - 1).transpose(0, 3, 1, 2)
     with torch.no_grad():
         mu = enc(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
@@ -118,11 +127,11 @@ def test_vae_finetune_starts_from_the_shipped_encoder(finetuned, shipped_models,
 def test_vae_finetune_resumes_and_needs_its_classifier(finetuned, tmp_path):
     cfg, run = finetuned
     more = dataclasses.replace(cfg, vae_steps=3)
-    trainer.train_vae(more, CPU)
+    train_vae(more, CPU)
     assert torch.load(run / "vae.pt", map_location="cpu", weights_only=False)["step"] == 3
     elsewhere = dataclasses.replace(cfg, run=str(tmp_path / "no_classifier"))
     with pytest.raises(FileNotFoundError, match="classifier"):
-        trainer.train_vae(elsewhere, CPU)
+        train_vae(elsewhere, CPU)
 
 
 def test_cli_says_which_vae_init_files_are_missing(toy_cache, tmp_path):
@@ -150,129 +159,53 @@ def test_pair_sampler_pairs_one_persons_neutral_and_expressive_photos_flipped_al
             crops.append(img)
         groups[("p", g)] = rows
     groups[("lonely", 0)] = {"neutral": [0], "expressive": []}  # no expressive photo: never drawn
-    neutral, expressive = trainer.PairSampler(np.stack(crops), groups, seed=0)(64)
+    neutral, expressive = PairSampler(np.stack(crops), groups, seed=0)(64)
     assert np.all(neutral[:, 4, 4, 1] == 0) and np.all(expressive[:, 4, 4, 1] == 200)
     assert np.array_equal(neutral[:, 4, 4, 0], expressive[:, 4, 4, 0])  # the same person
     flipped = neutral[:, 0, -1, 2] == 255
     assert np.array_equal(flipped, expressive[:, 0, -1, 2] == 255)  # flipped together
     assert 0 < flipped.sum() < 64
     with pytest.raises(ValueError, match="neutral and expressive"):
-        trainer.PairSampler(np.stack(crops), {("lonely", 0): groups[("lonely", 0)]}, seed=0)
+        PairSampler(np.stack(crops), {("lonely", 0): groups[("lonely", 0)]}, seed=0)
 
 
-def test_split_code_heads_and_critic_are_logged_and_resume(toy_cache, tmp_path):
+def test_split_code_and_heads_are_logged_and_resume(toy_cache, tmp_path):
     cfg = split_config(toy_cache, tmp_path, neutral_expression_weight=0.1, expression_code_weight=0.5,
-                       uniform_posterior_weight=0.5, vae_gan_weight=0.1, vae_critic_feature_weight=1.0)
-    trainer.train_vae(cfg, CPU)
+                       uniform_posterior_weight=0.5)
+    train_vae(cfg, CPU)
     state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
-    assert state["step"] == 2 and {"critic", "opt_d", "heads", "opt_heads"} <= set(state)
-    trainer.train_vae(dataclasses.replace(cfg, vae_steps=3), CPU)
+    assert state["step"] == 2 and {"heads", "opt_heads"} <= set(state)
+    train_vae(dataclasses.replace(cfg, vae_steps=3), CPU)
     resumed = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
     assert resumed["step"] == 3
-    for part in ("critic", "heads"):  # trained on after the resume
-        assert any(not torch.equal(a, resumed[part][k]) for k, a in state[part].items()), part
+    # trained on after the resume
+    assert any(not torch.equal(a, resumed["heads"][k]) for k, a in state["heads"].items())
     log = read_log(tmp_path / "run" / "vae_log.csv")
     assert [int(r["step"]) for r in log] == [1, 2, 3]
     for row in log:
-        for column in ("swap", "neutral_expression", "code_expression", "code_adversary", "critic_feature",
-                       "g_gan", "d_real", "d_fake"):
+        for column in ("swap", "neutral_expression", "code_expression", "code_adversary"):
             assert np.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)
 
 
-def test_cross_swap_trains_the_decoder_only_and_is_logged(toy_cache, tmp_path):
-    torch.manual_seed(0)
-    enc, dec = nets.Encoder(), nets.Decoder()
-    enc.eval()  # batch-norm statistics stay put, so only a weight change could move the encoder
-    mu_n, mu_e = torch.randn(3, nets.LATENT_DIM), torch.randn(3, nets.LATENT_DIM)
-    codes = trainer.cross_codes(mu_n, mu_e, nets.LATENT_DIM - 16)
-    loss = trainer.cross_swap_loss(enc, codes, dec(codes))
-    loss.backward()
-    assert loss.item() > 0
-    assert all(p.grad is None for p in enc.parameters())  # the encoder judges, it does not learn
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
-
-    cfg = split_config(toy_cache, tmp_path, cross_swap_weight=1.0)
-    trainer.train_vae(cfg, CPU)
-    log = read_log(tmp_path / "run" / "vae_log.csv")
-    assert [int(r["step"]) for r in log] == [1, 2]
-    assert all(np.isfinite(float(r["cross_swap"])) and float(r["cross_swap"]) > 0 for r in log)
+@pytest.mark.parametrize("path", ["models/training_logs/v5/config.json", "models/training_logs/v4/config.json",
+                                  "models/training_logs/config.json", "configs/stoicnet_v5.json"])
+def test_shipped_training_configs_load_without_their_retired_keys(path):
+    values = json.loads((REPO / path).read_text())
+    cfg = TrainConfig.load(REPO / path)
+    for key, value in values.items():
+        if key not in RETIRED_KEYS:
+            assert getattr(cfg, key) == value, key
+    assert values.keys() & RETIRED_KEYS  # the files still name the removed stages' options
 
 
-def test_smile_judge_learns_keeps_its_best_weights_and_resumes(toy_cache, tmp_path):
-    cfg = trainer.TrainConfig(cache=str(toy_cache), run=str(tmp_path / "run"), smile_judge_steps=40,
-                              classifier_batch_size=16, classifier_lr=3e-3, checkpoint_every=20, threads=1)
-    trainer.train_smile_judge(cfg, CPU)
-    log = read_log(tmp_path / "run" / "smile_judge_log.csv")
-    assert [int(r["step"]) for r in log] == [20, 40]
-    state = torch.load(tmp_path / "run" / "smile_judge.pt", map_location="cpu", weights_only=False)
-    assert state["best_score"] == max(float(r["val_auc"]) for r in log)
-    judge = trainer.load_smile_judge(tmp_path / "run", CPU)
-    assert not any(p.requires_grad for p in judge.parameters())
-    crops = np.load(toy_cache / "crops.npy")
-    rows, classes = trainer.expression_rows(trainer.load_cache(toy_cache)[1], "val")
-    scores = trainer.forward_rows(judge, crops, rows, CPU)
-    # the toy smile (a bright lower half) is inside the mouth box; people c and d are unseen
-    assert trainer.rank_auc(scores, classes == nets.EXPRESSIONS.index("happiness")) > 0.95
-    trainer.train_smile_judge(dataclasses.replace(cfg, smile_judge_steps=60), CPU)
-    assert torch.load(tmp_path / "run" / "smile_judge.pt", map_location="cpu", weights_only=False)["step"] == 60
+def test_retired_keys_are_refused_as_overrides():
+    with pytest.raises(ValueError, match="enhancer_steps"):
+        TrainConfig.load(None, enhancer_steps=3)
 
 
-def test_rank_auc_known_answers():
-    positive = np.array([True, True, False, False])
-    assert trainer.rank_auc(np.array([0.9, 0.8, 0.1, 0.2]), positive) == 1.0
-    assert trainer.rank_auc(np.array([0.1, 0.2, 0.9, 0.8]), positive) == 0.0
-    assert trainer.rank_auc(np.array([0.9, 0.3, 0.5, 0.2]), positive) == 0.75
-
-
-def test_cross_smile_trains_the_decoder_only_and_needs_its_judge(toy_cache, tmp_path):
-    torch.manual_seed(0)
-    judge, dec = nets.SmileJudge().eval(), nets.Decoder()
-    for p in judge.parameters():
-        p.requires_grad_(False)
-    mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
-    mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
-    donors = torch.rand(3, 3, 128, 128) * 2 - 1
-    swapped = dec(trainer.cross_codes(mu_people, mu_expressions, nets.LATENT_DIM - 16))
-    loss = trainer.cross_smile_loss(judge, swapped, donors)
-    loss.backward()
-    assert loss.item() > 0
-    assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
-
-    cfg = split_config(toy_cache, tmp_path, cross_smile_weight=1.0, smile_judge_steps=20, classifier_batch_size=8)
-    with pytest.raises(FileNotFoundError, match="smile-judge"):
-        trainer.train_vae(cfg, CPU)
-    trainer.train_smile_judge(cfg, CPU)
-    trainer.train_vae(cfg, CPU)
-    log = read_log(tmp_path / "run" / "vae_log.csv")
-    assert [int(r["step"]) for r in log] == [1, 2]
-    assert all(np.isfinite(float(r["cross_smile"])) and float(r["cross_smile"]) > 0 for r in log)
-
-
-def test_mouth_critic_learns_beside_the_decoder_is_logged_and_resumes(toy_cache, tmp_path):
-    torch.manual_seed(0)
-    dec = nets.Decoder()
-    mu_people = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
-    mu_expressions = torch.randn(3, nets.LATENT_DIM, requires_grad=True)
-    codes = trainer.cross_codes(mu_people, mu_expressions, nets.LATENT_DIM - 16)
-    dec(codes).mean().backward()
-    assert mu_people.grad is None and mu_expressions.grad is None  # the codes are held fixed
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.parameters())
-    # a person part from the first code, an expression part from the second
-    assert torch.equal(codes, torch.cat([mu_people[:, :-16], mu_expressions[:, -16:]], 1))
-
-    cfg = split_config(toy_cache, tmp_path, mouth_critic_weight=1.0)
-    trainer.train_vae(cfg, CPU)
-    state = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
-    assert {"mouth_critic", "opt_mouth"} <= set(state)
-    trainer.train_vae(dataclasses.replace(cfg, vae_steps=3), CPU)
-    resumed = torch.load(tmp_path / "run" / "vae.pt", map_location="cpu", weights_only=False)
-    assert resumed["step"] == 3
-    # the critic trained on from where it stopped: its optimiser has taken all three steps
-    assert any(not torch.equal(a, resumed["mouth_critic"][k]) for k, a in state["mouth_critic"].items())
-    assert int(resumed["opt_mouth"]["state"][0]["step"]) == 3
-    log = read_log(tmp_path / "run" / "vae_log.csv")
-    assert [int(r["step"]) for r in log] == [1, 2, 3]
-    for row in log:
-        for column in ("mouth_g", "mouth_d_real", "mouth_d_fake"):
-            assert np.isfinite(float(row[column])) and float(row[column]) > 0, (column, row)
+def test_shipped_renderer_config_loads_without_its_retired_key():
+    from stoic_cli.train.renderer_stage import RendererConfig
+    weights = REPO / "models" / "training_logs" / "renderer"
+    values = json.loads((weights / "config.json").read_text())
+    cfg = RendererConfig.load(weights / "config.json")
+    assert all(getattr(cfg, k) == v for k, v in values.items() if k != "design")

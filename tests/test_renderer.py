@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,7 +15,7 @@ WEIGHTS = REPO / "models" / "training_logs" / "renderer"
 def crops_and_codes(shipped_models, london_faces, london_rgb):
     from stoic_cli.face.alignment import align_face
     from stoic_cli.runtime.models import FaceModels
-    from stoic_cli.pipeline import encoder_sized
+    from stoic_cli.face.alignment import encoder_sized
 
     models = FaceModels(shipped_models, device="cpu")
     names = ["094_smiling.jpg", "011_smiling.jpg", "025_neutral.jpg"]
@@ -27,7 +26,7 @@ def crops_and_codes(shipped_models, london_faces, london_rgb):
 
 def test_shipped_renderer_onnx_matches_pytorch_on_real_crops(shipped_models, crops_and_codes):
     pytest.importorskip("torch")
-    from stoic_cli.train.render_stage import max_renderer_difference
+    from stoic_cli.train.renderer_stage import max_renderer_difference
 
     _, crops, z, zn = crops_and_codes
     diff = max_renderer_difference(WEIGHTS, Path(shipped_models) / "renderer.onnx", crops, z, zn, shipped_models)

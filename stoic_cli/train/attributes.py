@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from stoic_cli.train.data import load_cache
-from stoic_cli.train.trainer import PAIR_DATASETS, TrainConfig, encode_rows, load_vae
+from stoic_cli.train.checkpoints import load_vae
+from stoic_cli.train.config import TrainConfig
+from stoic_cli.train.samplers import PAIR_DATASETS, encode_rows
 
 EXPRESSION_ATTRIBUTES = {
     "smile": ("happiness", "a smile (happiness)"),

@@ -1,14 +1,13 @@
-"""StoicNet's networks in PyTorch: VAE encoder/decoder, enhancer, neutralizer, LSGAN critic.
+"""StoicNet's networks in PyTorch: VAE encoder/decoder and neutralizer (exported to ONNX), and
+the training-only expression classifier and code heads.
 
-Sized for the CPU: the whole inference stack (encode, neutralize, decode, enhance) is a few
-hundred MMACs per 128x128 face so that ONNX Runtime on two cores can run ~100 faces/s.
-Images are float in [-1, 1], NCHW.
+Sized for the CPU, so that ONNX Runtime on two cores encodes, neutralizes and decodes faces
+quickly. Images are float in [-1, 1], NCHW.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 LATENT_DIM = 256
 IMAGE_SIZE = 128
@@ -72,42 +71,6 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(self.fc(z).view(-1, 8 * self.w, 4, 4))
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2)) * 0.5
-
-
-class Enhancer(nn.Module):
-    """Super-resolution-style sharpening of the decoder's blurry output (StoicNet's G2).
-
-    Works at half the input resolution on space-to-depth features (4x cheaper than full
-    resolution), residual blocks with a long skip, then depth-to-space. With `scale` 2 it also
-    doubles the resolution (128 -> 256), so that where an edit replaces the photo's pixels they
-    are about as fine as the photo's own. It adds its result to the (bilinearly upsampled) input,
-    so an untrained enhancer is the identity (or a plain upsampler)."""
-
-    def __init__(self, width: int = 16, blocks: int = 3, scale: int = 1):
-        super().__init__()
-        self.scale = scale
-        self.head = nn.Conv2d(12, width, 3, 1, 1)
-        self.blocks = nn.Sequential(*[ResidualBlock(width) for _ in range(blocks)])
-        self.tail = nn.Conv2d(width, 3 * (2 * scale) ** 2, 3, 1, 1)
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(F.pixel_unshuffle(x, 2))
-        h = h + self.blocks(h)  # skip connection around the residual stack
-        base = x if self.scale == 1 else F.interpolate(x, scale_factor=float(self.scale), mode="bilinear",
-                                                       align_corners=False)
-        return (base + F.pixel_shuffle(self.tail(F.leaky_relu(h, 0.2)), 2 * self.scale)).clamp(-1, 1)
 
 
 class Neutralizer(nn.Module):
@@ -176,51 +139,6 @@ class CodeHeads(nn.Module):
                                        nn.Linear(128, classes))
 
 
-class SmileJudge(nn.Module):
-    """Whether a 128x128 face smiles (logit), read off its mouth box only. Trained on the
-    labelled sets' training people (happiness against every other labelled expression) and then
-    frozen: a judge of our own that sees mouths, where the encoder reads back expressions that
-    no person (and no MediaPipe) would call smiles."""
-
-    MOUTH = (slice(68, 124), slice(24, 104))  # rows, columns of the aligned crop
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(_down(3, w, norm=False), _down(w, 2 * w), _down(2 * w, 4 * w), _down(4 * w, 4 * w))
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(4 * w, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows, cols = self.MOUTH
-        return self.head(self.body(x[:, :, rows, cols]).mean((2, 3)))[:, 0]
-
-
-class Critic(nn.Module):
-    """LSGAN discriminator (patch scores). `features` returns intermediate maps for the learned
-    perceptual loss (Larsen et al.: match the critic's features instead of VGG's)."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        w = width
-        self.layers = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 64
-            nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 32
-            nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 16
-            nn.Sequential(nn.Conv2d(4 * w, 8 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),  # 8
-        ])
-        self.out = nn.Conv2d(8 * w, 1, 3, 1, 1)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return layer_outputs(self.layers, x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(x)[-1])
-
-
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the KL to N(0, I), summed over latent dimensions."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()

@@ -1,4 +1,4 @@
-"""Training stage of the renderer (stoic_cli.train.renderer): `stoic train renderer`.
+"""Training stage of the renderer (stoic_cli.train.renderer_net): `stoic train renderer`.
 
 Same-person pairs from the same session (Taiwanese, JAFFE: one sitting, one camera, so the
 motion between two expressions is a warp plus what appears or disappears) teach it to turn a
@@ -18,19 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from stoic_cli.train import renderer as R
+from stoic_cli.train import renderer_net as R
+from stoic_cli.train.checkpoints import CsvLog, save_state, setup_run
+from stoic_cli.train.config import device_for
 from stoic_cli.train.data import load_cache
-from stoic_cli.train.trainer import CsvLog, _setup, ssim_loss
+from stoic_cli.train.losses import ssim_loss, weighted_l1
+
+# The renderer had a second design ("coded", no decoder inside) that no shipped renderer used,
+# since removed (git history keeps it); configs and checkpoints written before then still name
+# the design, and loading skips the key.
+RETIRED_KEYS = frozenset({"design"})
 
 
 @dataclass
 class RendererConfig:
     cache: str = "cache256"  # `stoic data prepare --size 256`
-    models: str = "models"  # encoder.onnx (the codes) and decoder.onnx (the guided design's drawings)
+    models: str = "models"  # encoder.onnx (the codes) and decoder.onnx (the renderer's drawings)
     run: str = "runs/renderer"
-    design: str = "guided"
     width: int = 32
     datasets: list = field(default_factory=lambda: ["taiwanese", "jaffe"])
     steps: int = 3000
@@ -63,6 +68,7 @@ class RendererConfig:
     @classmethod
     def load(cls, path: str | Path | None, **overrides) -> "RendererConfig":
         values = json.loads(Path(path).read_text()) if path else {}
+        values = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
@@ -76,7 +82,7 @@ def encode_cache(crops: np.ndarray, models: Path, path: Path) -> np.ndarray:
     if path.exists():
         return np.load(path)
     from stoic_cli.runtime.models import to_model_input
-    from stoic_cli.pipeline import encoder_sized
+    from stoic_cli.face.alignment import encoder_sized
     from stoic_cli.runtime.onnx import OnnxModel
     enc = OnnxModel(models / "encoder.onnx", device="cpu")
     codes = []
@@ -186,13 +192,12 @@ def load_decoder(models: Path):
 
 
 def build(cfg: RendererConfig) -> R.Renderer:
-    decoder = load_decoder(Path(cfg.models)) if cfg.design == "guided" else None
-    return R.Renderer(cfg.design, decoder, width=cfg.width)
+    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width)
 
 
 def load_renderer(run: Path, models: Path | None = None) -> R.Renderer:
     state = torch.load(run / "renderer.pt", map_location="cpu", weights_only=False)
-    cfg = RendererConfig(**state["config"])
+    cfg = RendererConfig(**{k: v for k, v in state["config"].items() if k not in RETIRED_KEYS})
     if models is not None:
         cfg.models = str(models)
     net = build(cfg)
@@ -217,9 +222,9 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
     out, warped = R.compose(crop, packed)
     mask = packed[:, 2:3]
     terms = {
-        "l1": ((out - real).abs() * weight).mean() / weight.mean(),
+        "l1": weighted_l1(out, real, weight),
         "ssim": ssim_loss(out, real),
-        "warp": ((warped - real).abs() * weight).mean() / weight.mean(),
+        "warp": weighted_l1(warped, real, weight),
         "mask": mask.mean(),
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
@@ -277,7 +282,7 @@ LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature"
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
-    run = _setup(cfg)  # threads, seed, run folder, config.json
+    run = setup_run(cfg)
     crops, labels = load_cache(cfg.cache)
     if crops.shape[1] != R.SIZE:
         raise ValueError(f"{cfg.cache} holds {crops.shape[1]} px crops; the renderer needs {R.SIZE} "
@@ -290,7 +295,6 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
     draw = PairDrawer(groups, cfg, cfg.seed)
-    from stoic_cli.train.trainer import device_for
     device = device_for(cfg.device)
     net = build(cfg).to(device)
     critic = R.MouthCritic().to(device)
@@ -310,10 +314,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         table.rng = np.random.default_rng(cfg.seed + 1 + step)
 
     def save():
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"renderer": net.trained_state(), "critic": critic.state_dict(), "opt": opt.state_dict(),
-                    "opt_d": opt_d.state_dict(), "step": step, "config": asdict(cfg)}, tmp)
-        tmp.replace(ckpt)
+        save_state(ckpt, renderer=net.trained_state(), critic=critic.state_dict(), opt=opt.state_dict(),
+                   opt_d=opt_d.state_dict(), step=step, config=asdict(cfg))
 
     weight = face_weight().to(device)
     start, t0 = time.time(), time.time()

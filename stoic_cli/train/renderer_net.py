@@ -11,11 +11,9 @@ only what the photo lacks (teeth of a new smile, lips closing over old teeth) is
 the mask. The exported network returns the three maps packed; the pipeline applies the motion
 to the full-resolution photo itself (stoic_cli.render.pasteback.render_face).
 
-Two designs share that interface:
-- "guided": the frozen VAE decoder draws both codes (128 px) and the network reads the crop
-  beside those two drawings: the decoder says *what* changes, the crop gives the pixels.
-- "coded": the network reads the crop and the code difference directly (an MLP into the
-  bottleneck), with no decoder inside.
+Inside (the "guided" design), the frozen VAE decoder draws both codes (128 px) and the network
+reads the crop beside those two drawings: the decoder says *what* changes, the crop gives the
+pixels.
 """
 from __future__ import annotations
 
@@ -42,30 +40,17 @@ class Renderer(nn.Module):
     motion (fractions of the side, where each output pixel comes from in the crop), mask in
     0..1 (where the fill replaces the warped crop) and fill colours in [-1,1]."""
 
-    def __init__(self, design: str = "guided", decoder: nn.Module | None = None, latent_dim: int = 256,
-                 width: int = 32):
+    def __init__(self, decoder: nn.Module, width: int = 32):
         super().__init__()
-        if design not in ("guided", "coded"):
-            raise ValueError(f"unknown renderer design {design!r}: guided or coded")
-        if design == "guided" and decoder is None:
-            raise ValueError("the guided renderer needs the VAE decoder")
-        self.design = design
         self.decoder = decoder
-        if decoder is not None:
-            for p in decoder.parameters():
-                p.requires_grad_(False)
+        for p in decoder.parameters():
+            p.requires_grad_(False)
         w = width
-        cin = 3 + (9 if design == "guided" else 0)
-        self.enc1 = _block(cin, w)  # 128
+        self.enc1 = _block(3 + 9, w)  # 128: the half-size crop and three drawings
         self.enc2 = _block(w, 2 * w, 2)  # 64
         self.enc3 = _block(2 * w, 3 * w, 2)  # 32
         self.enc4 = _block(3 * w, 4 * w, 2)  # 16
-        bottleneck = 4 * w
-        if design == "coded":
-            self.code = nn.Sequential(nn.Linear(2 * latent_dim, 512), nn.LeakyReLU(0.2, inplace=True),
-                                      nn.Linear(512, 4 * w * 16))
-            bottleneck += 4 * w
-        self.mid = _block(bottleneck, 4 * w)
+        self.mid = _block(4 * w, 4 * w)
         self.dec3 = _block(4 * w + 3 * w, 3 * w)  # 32
         self.dec2 = _block(3 * w + 2 * w, 2 * w, convs=1)  # 64
         self.dec1 = _block(2 * w + w, w, convs=1)  # 128
@@ -84,8 +69,7 @@ class Renderer(nn.Module):
 
     def train(self, mode: bool = True) -> "Renderer":
         super().train(mode)
-        if self.decoder is not None:  # frozen: its batch norms keep the shipped statistics
-            self.decoder.eval()
+        self.decoder.eval()  # frozen: its batch norms keep the shipped statistics
         return self
 
     def trained_state(self) -> dict:
@@ -94,18 +78,12 @@ class Renderer(nn.Module):
 
     def forward(self, crop: torch.Tensor, own: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         half = F.avg_pool2d(crop, 2)
-        if self.design == "guided":
-            drawn_own, drawn_target = self.decoder(own), self.decoder(target)
-            x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
-        else:
-            x = half
+        drawn_own, drawn_target = self.decoder(own), self.decoder(target)
+        x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         e4 = self.enc4(e3)
-        if self.design == "coded":
-            c = self.code(torch.cat([own, target - own], 1)).view(-1, e4.shape[1], 4, 4)
-            e4 = torch.cat([e4, F.interpolate(c, size=e4.shape[2:], mode="bilinear", align_corners=False)], 1)
         m = self.mid(e4)
         up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
         d3 = self.dec3(torch.cat([up(m), e3], 1))
