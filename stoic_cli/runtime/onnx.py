@@ -10,6 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+# This onnxruntime build starts a 1DS telemetry thread when it is imported, which resolves
+# mobile.events.data.microsoft.com ~9 s later; only this variable, read at import, stops it
+# (disable_telemetry_events() does not), and onnxruntime is imported only after this module.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
