@@ -1,29 +1,53 @@
 """Conventions shared by every command that writes images:
 
-- inputs are files or folders (``--recursive`` descends into subfolders);
+- inputs are files or folders (``--recursive`` descends into subfolders); every file found in a
+  folder gets a line and a report row, including those stoic does not read and stoic's own
+  outputs (recognised by the provenance tag stoic writes into them, not by their names);
 - without ``-o`` an output goes next to its input as ``<stem>_<suffix><ext>``; with ``-o DIR``
-  into DIR, mirroring the subfolders below each input folder;
-- an existing output is skipped unless ``--overwrite``; an input is never written to;
-- a bad file is reported and the batch goes on; ``--report FILE.csv`` gets one row per input;
+  into DIR, mirroring the subfolders below each input folder; formats that cannot carry the tag
+  (BMP, GIF) are written as PNG;
+- an existing output is skipped when stoic made it from the same input with the same settings
+  and models; one made otherwise (or not by stoic) is refused unless ``--overwrite``; an input
+  is never written to;
+- a job that writes several files (sheets, strips) writes its main output last, so an
+  interrupted batch resumes them whole;
+- a bad file is reported and the batch goes on; ``--report FILE.csv`` gets one row per input,
+  also when the batch is interrupted (Ctrl-C, SIGTERM);
 - the exit code is non-zero when any input failed.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stoic_cli.face.images import IMAGE_EXTENSIONS
+from stoic_cli.face.images import IMAGE_EXTENSIONS, read_provenance
 
-OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+OK, SKIPPED, FAILED, INTERRUPTED = "ok", "skipped", "failed", "interrupted"
+# Outputs in these formats could not carry the provenance tag (or would lose colours): PNG instead.
+RETAGGED_EXTENSIONS = {".bmp": ".png", ".gif": ".png"}
+# What decides that an existing output is this job's result.
+SAME_RESULT_KEYS = ("command", "settings", "models", "input_sha256")
 
 
 @dataclass
 class Job:
     source: Path
     output: Path | None  # None for commands that write no image (detect)
+    readable: bool = True  # False: found in a folder, but not an image stoic reads
+    in_folder: bool = False  # found by walking a folder (not named by the user)
+    extras: list[Path] = field(default_factory=list)  # other files it writes (sheets, strips), before `output`
+    provenance: dict | None = None  # the tag its outputs carry; filled in by run_jobs
+
+
+class Outcomes(list):
+    """A batch's outcomes, in input order; `interrupted` when Ctrl-C or SIGTERM stopped it."""
+    interrupted = False
 
 
 @dataclass
@@ -40,31 +64,23 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _already_output(path: Path, suffixes: tuple[str, ...]) -> bool:
-    """Skip stoic's own results when re-running a command over the same folder."""
-    return any(path.stem.endswith(f"_{s}") for s in suffixes)
-
-
-KNOWN_SUFFIXES = ("neutral", "transfer", "edit", "crop", "compare", "strip")
-
-
 def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list[tuple[Path, Path | None]]:
-    """(file, the folder it was found under or None) for each image, in a stable order.
-    Files named on the command line are kept even with an unusual extension, so that the user
-    gets a clear 'cannot read' instead of silence."""
+    """(file, the folder it was found under or None) for every file, in a stable order. Hidden
+    files are left out (stoic's own temporaries among them); a file reached twice by the same
+    path counts once, a symlink and its target are two inputs."""
     found: list[tuple[Path, Path | None]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in p.glob(pattern) if f.is_file() and is_image(f)
-                           and not _already_output(f, KNOWN_SUFFIXES))
+            files = sorted(f for f in p.glob(pattern) if f.is_file() and not f.name.startswith(".")
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1]))
             found.extend((f, p) for f in files)
         else:
             found.append((p, None))
     seen, unique = set(), []
     for f, root in found:
-        key = f.resolve() if f.exists() else f
+        key = os.path.normpath(os.path.abspath(f))
         if key not in seen:
             seen.add(key)
             unique.append((f, root))
@@ -74,6 +90,7 @@ def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list
 def output_path(source: Path, root: Path | None, out_dir: Path | None, suffix: str,
                 ext: str | None = None) -> Path:
     ext = ext or source.suffix or ".png"
+    ext = RETAGGED_EXTENSIONS.get(ext.lower(), ext)
     name = f"{source.stem}_{suffix}{ext}"
     if out_dir is None:
         return source.with_name(name)
@@ -88,7 +105,8 @@ def plan_jobs(inputs: Iterable[str | Path], suffix: str | None, out_dir: str | P
     out = Path(out_dir) if out_dir else None
     jobs = []
     for f, root in expand_inputs(inputs, recursive):
-        jobs.append(Job(f, output_path(f, root, out, suffix) if suffix else None))
+        readable = root is None or is_image(f)  # a file the user names is always tried
+        jobs.append(Job(f, output_path(f, root, out, suffix) if suffix else None, readable, in_folder=root is not None))
     return jobs
 
 
@@ -99,67 +117,182 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite: bool = False,
-             console=None, label: str = "processing", quiet: bool = False) -> list[Outcome]:
-    """Run `work` on each job; `work` returns (faces, message) or raises. One line per input is
-    printed, progress is shown on a terminal, and a failure never stops the batch."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def file_digest(path: Path) -> str:
+    """A short content digest of an input: its outputs record it, so a rerun knows them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
+
+def describe_settings(tag: dict | None) -> str:
+    if not tag:
+        return "no stoic tag"
+    settings = tag.get("settings") or {}
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or str(tag.get("command", "?"))
+
+
+def _existing_result(job: Job, overwrite: bool) -> Outcome | None:
+    """What to do about outputs that exist already: None to run the job."""
+    if job.output is None or overwrite or not job.output.exists():
+        return None
+    if job.provenance is None:  # a command whose outputs carry no tag: existence is enough
+        return Outcome(job.source, SKIPPED, message=f"{job.output} exists (use --overwrite)", output=job.output)
+    found = read_provenance(job.output)
+    if found and all(found.get(k) == job.provenance.get(k) for k in SAME_RESULT_KEYS):
+        if all(e.exists() for e in job.extras):
+            return Outcome(job.source, SKIPPED, output=job.output,
+                           message=f"{job.output} done already with these settings (use --overwrite to redo)")
+        return None  # same result, but a sheet or strip is missing: redo the job whole
+    return Outcome(job.source, FAILED, message=f"{job.output} exists, made with {describe_settings(found)}; this run: "
+                   f"{describe_settings(job.provenance)} (use --overwrite or another -o)")
+
+
+def _foreign_extra(job: Job, overwrite: bool) -> Path | None:
+    """A sheet or strip path held by a file this job did not make (it is never replaced silently)."""
+    if overwrite or job.provenance is None:
+        return None
+    for extra in job.extras:
+        if extra.exists():
+            found = read_provenance(extra)
+            if not found or any(found.get(k) != job.provenance.get(k) for k in SAME_RESULT_KEYS):
+                return extra
+    return None
+
+
+class _StopRequest:
+    """SIGTERM asks the batch to stop after the photo in hand (it is finished and written whole)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
+
+
+def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite: bool = False,
+             console=None, label: str = "processing", quiet: bool = False,
+             provenance: Callable[[Job], dict] | None = None, on_outcome: Callable[[Outcome], None] | None = None
+             ) -> list[Outcome]:
+    """Run `work` on each job; `work` returns (faces, message) or raises. `provenance(job)` is
+    the tag the job's outputs carry (compared with an existing output's before skipping it).
+    One line per input is printed, progress is shown on a terminal, and a failure never stops
+    the batch. Ctrl-C or SIGTERM stops it after marking the current input interrupted; the
+    outcomes so far are returned (the last one INTERRUPTED)."""
     from rich.console import Console
     from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = console or Console(stderr=True)
-    outcomes: list[Outcome] = []
-    written: dict[Path, Path] = {}  # output -> the input that produced it in this run
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True,
-                  disable=quiet or not console.is_terminal) as progress:
-        task = progress.add_task(label, total=len(jobs))
-        for job in jobs:
-            start = time.perf_counter()
-            if job.output is not None and same_file(job.output, job.source):
-                outcome = Outcome(job.source, FAILED, message="output would overwrite the input; choose another -o")
-            elif job.output is not None and job.output in written:
-                # Two inputs with one stem (a/x.jpg, b/x.jpg -o out/): never let one replace the other.
-                outcome = Outcome(job.source, FAILED, message=f"same output name as {written[job.output]}; "
-                                  "use --recursive on their common folder or separate -o folders")
-            elif job.output is not None and job.output.exists() and not overwrite:
-                outcome = Outcome(job.source, SKIPPED, message=f"{job.output} exists (use --overwrite)",
-                                  output=job.output)
-            else:
+    outcomes = Outcomes()
+    claimed: dict[Path, Path] = {}  # every planned output path -> the input that will write it
+    clash: dict[int, str] = {}
+    for i, job in enumerate(jobs):
+        for path in ([job.output] if job.output else []) + job.extras:
+            key = Path(os.path.normpath(os.path.abspath(path)))
+            if key in claimed and claimed[key] != job.source:
+                # Two inputs with one output name (a/x.jpg, b/x.jpg -o out/): never let one replace the other.
+                clash[i] = (f"same output name {path.name} as {claimed[key]}; use --recursive on their common "
+                            "folder or separate -o folders")
+            claimed.setdefault(key, job.source)
+    stop = _StopRequest()
+    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True,
+                      disable=quiet or not console.is_terminal) as progress:
+            task = progress.add_task(label, total=len(jobs))
+            for i, job in enumerate(jobs):
+                start = time.perf_counter()
+                if stop.requested:
+                    _record(Outcome(job.source, INTERRUPTED, message="not started: stopped by SIGTERM; rerun to "
+                                    "resume"), start, outcomes, progress, quiet, escape, on_outcome)
+                    break
                 try:
-                    faces, message = work(job)
-                    outcome = Outcome(job.source, OK, faces=faces, message=message, output=job.output)
-                    if job.output is not None:
-                        written[job.output] = job.source
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # one bad photo must not stop a batch of thousands
-                    message = str(exc) or type(exc).__name__
-                    message = message.removeprefix(f"{job.source}: ")  # the line already names the file
-                    outcome = Outcome(job.source, FAILED, message=message)
-            outcome.seconds = time.perf_counter() - start
-            outcomes.append(outcome)
-            if not quiet:
-                colour = {OK: "green", SKIPPED: "yellow", FAILED: "red"}[outcome.status]
-                target = f" -> {escape(str(outcome.output))}" if outcome.status == OK and outcome.output else ""
-                msg = f": {escape(outcome.message)}" if outcome.message else ""
-                progress.console.print(f"[{colour}]{outcome.status:7}[/] {escape(str(job.source))}{target}{msg}",
-                                       highlight=False, soft_wrap=True)
-            progress.advance(task)
+                    outcome = _run_one(job, work, overwrite, provenance, clash.get(i))
+                    _record(outcome, start, outcomes, progress, quiet, escape, on_outcome)
+                    progress.advance(task)
+                except KeyboardInterrupt:  # Ctrl-C: the photo in hand is dropped (never half-written)
+                    if not outcomes or outcomes[-1].source != job.source:
+                        outcomes.append(Outcome(job.source, INTERRUPTED, message="interrupted; rerun to resume"))
+                    outcomes.interrupted = True
+                    break
+            outcomes.interrupted |= bool(outcomes) and outcomes[-1].status == INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return outcomes
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _run_one(job: Job, work, overwrite: bool, provenance, clash: str | None) -> Outcome:
+    if not job.readable:
+        return Outcome(job.source, SKIPPED, message="not an image stoic reads")
+    if job.output is not None and same_file(job.output, job.source):
+        return Outcome(job.source, FAILED, message="output would overwrite the input; choose another -o")
+    if clash:
+        return Outcome(job.source, FAILED, message=clash)
+    try:
+        # A folder walked again after a run holds that run's outputs: they are not new inputs.
+        tag = read_provenance(job.source) if job.in_folder and job.output is not None else None
+        if tag:
+            return Outcome(job.source, SKIPPED, message=f"a stoic output ({tag.get('command', '?')} of "
+                           f"{tag.get('input', '?')}); name the file to edit it again")
+        if provenance is not None:
+            job.provenance = provenance(job)
+        existing = _existing_result(job, overwrite)
+        if existing is not None:
+            return existing
+        foreign = _foreign_extra(job, overwrite)
+        if foreign is not None:
+            return Outcome(job.source, FAILED, message=f"{foreign} exists and is not this job's (use --overwrite)")
+        faces, message = work(job)
+        return Outcome(job.source, OK, faces=faces, message=message, output=job.output)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one bad photo must not stop a batch of thousands
+        message = str(exc) or type(exc).__name__
+        message = message.removeprefix(f"{job.source}: ")  # the line already names the file
+        return Outcome(job.source, FAILED, message=message)
+
+
+def _record(outcome: Outcome, start: float, outcomes: list, progress, quiet: bool, escape, on_outcome) -> None:
+    outcome.seconds = time.perf_counter() - start
+    outcomes.append(outcome)
+    if on_outcome is not None:
+        on_outcome(outcome)
+    if not quiet:
+        colour = {OK: "green", SKIPPED: "yellow", FAILED: "red", INTERRUPTED: "red"}[outcome.status]
+        target = f" -> {escape(str(outcome.output))}" if outcome.status == OK and outcome.output else ""
+        msg = f": {escape(outcome.message)}" if outcome.message else ""
+        progress.console.print(f"[{colour}]{outcome.status:7}[/] {escape(str(outcome.source))}{target}{msg}",
+                               highlight=False, soft_wrap=True)
+
+
+REPORT_FIELDS = ["path", "faces", "status", "message", "seconds", "output"]
+
+
+def outcome_row(o: Outcome) -> dict:
+    return {"path": str(o.source), "faces": o.faces, "status": o.status, "message": o.message,
+            "seconds": f"{o.seconds:.3f}", "output": str(o.output or "")}
 
 
 def write_report(outcomes: list[Outcome], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "faces", "status", "message", "seconds", "output"])
+        w = csv.DictWriter(fh, REPORT_FIELDS)
+        w.writeheader()
         for o in outcomes:
-            w.writerow([str(o.source), o.faces, o.status, o.message, f"{o.seconds:.3f}", str(o.output or "")])
+            w.writerow(outcome_row(o))
 
 
 def summary(outcomes: list[Outcome]) -> str:
     n = {s: sum(o.status == s for o in outcomes) for s in (OK, SKIPPED, FAILED)}
-    return f"{n[OK]} done, {n[SKIPPED]} skipped, {n[FAILED]} failed"
+    text = f"{n[OK]} done, {n[SKIPPED]} skipped, {n[FAILED]} failed"
+    return text + (", then interrupted" if getattr(outcomes, "interrupted", False) else "")

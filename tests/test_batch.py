@@ -53,34 +53,61 @@ def test_output_goes_next_to_the_input(tmp_path):
 
 def test_folder_outputs_next_to_each_input(tree):
     jobs = plan_jobs([tree], "neutral")
-    assert [(j.source.name, j.output) for j in jobs] == [
-        ("a.jpg", tree / "a_neutral.jpg"),
-        ("b.PNG", tree / "b_neutral.PNG"),
+    # Every file found is an input with a row; names ending like stoic's outputs are inputs too.
+    assert [(j.source.name, j.output, j.readable) for j in jobs] == [
+        ("a.jpg", tree / "a_neutral.jpg", True),
+        ("a_neutral.jpg", tree / "a_neutral_neutral.jpg", True),
+        ("b.PNG", tree / "b_neutral.PNG", True),
+        ("e_compare.png", tree / "e_compare_neutral.png", True),
+        ("notes.txt", tree / "notes_neutral.txt", False),
     ]
 
 
 def test_recursive_output_dir_mirrors_subfolders(tree, tmp_path):
     out = tmp_path / "out"
     jobs = plan_jobs([tree], "neutral", out, recursive=True)
-    got = {j.source.relative_to(tree).as_posix(): j.output.relative_to(out).as_posix() for j in jobs}
+    got = {j.source.relative_to(tree).as_posix(): j.output.relative_to(out).as_posix() for j in jobs if j.readable}
     assert got == {
         "a.jpg": "a_neutral.jpg",
+        "a_neutral.jpg": "a_neutral_neutral.jpg",
         "b.PNG": "b_neutral.PNG",
+        "e_compare.png": "e_compare_neutral.png",
         "sub/c.jpeg": "sub/c_neutral.jpeg",
+        "sub/c_crop.png": "sub/c_crop_neutral.png",
         "sub/deeper/d.webp": "sub/deeper/d_neutral.webp",
+        "sub/deeper/f_transfer.tif": "sub/deeper/f_transfer_neutral.tif",
     }
-    # without --recursive only the folder's own images
+    # without --recursive only the folder's own files
     flat = plan_jobs([tree], "neutral", out)
-    assert sorted(j.source.name for j in flat) == ["a.jpg", "b.PNG"]
+    assert sorted(j.source.name for j in flat) == ["a.jpg", "a_neutral.jpg", "b.PNG", "e_compare.png", "notes.txt"]
     # a file named directly goes straight into the output folder
     single = plan_jobs([tree / "sub" / "c.jpeg"], "neutral", out)
     assert single[0].output == out / "c_neutral.jpeg"
 
 
-def test_stoic_outputs_are_not_picked_up_again(tree):
-    found = [f.relative_to(tree).as_posix() for f, _ in expand_inputs([tree], recursive=True)]
-    assert found == ["a.jpg", "b.PNG", "sub/c.jpeg", "sub/deeper/d.webp"]
-    assert all(root == tree for _, root in expand_inputs([tree], recursive=True))
+def test_stoic_outputs_are_recognised_by_their_tag_not_their_name(tree, tmp_path):
+    import numpy as np
+
+    from stoic_cli.face.images import save_rgb
+
+    folder = tmp_path / "pairs"
+    rgb = np.full((16, 16, 3), 90, np.uint8)
+    save_rgb(rgb, folder / "x_neutral.png")  # the user's own photo, named like an output
+    save_rgb(rgb, folder / "y_neutral.png", {"command": "neutralize", "input": "y.png"})  # stoic wrote it
+    (folder / "z.heic").write_bytes(b"not read by stoic")
+    jobs = plan_jobs([folder], "neutral", tmp_path / "out")
+    outcomes = run_jobs(jobs, writer(), console=quiet_console(), provenance=lambda job: {"command": "neutralize"})
+    rows = {o.source.name: (o.status, o.message) for o in outcomes}
+    assert rows["x_neutral.png"][0] == OK
+    assert rows["y_neutral.png"] == (SKIPPED, "a stoic output (neutralize of y.png); name the file to edit it again")
+    assert rows["z.heic"] == (SKIPPED, "not an image stoic reads")
+    assert len(outcomes) == 3  # every file found has its row
+
+
+def test_found_by_two_paths_is_one_input_but_a_symlink_is_another(tree):
+    (tree / "link.jpg").symlink_to(tree / "a.jpg")
+    found = [f.name for f, _ in expand_inputs([tree / "a.jpg", tree / "sub" / ".." / "a.jpg", tree / "link.jpg"])]
+    assert found == ["a.jpg", "link.jpg"]
 
 
 def test_named_files_are_kept_even_if_odd(tree):
@@ -92,7 +119,7 @@ def test_named_files_are_kept_even_if_odd(tree):
 
 def test_inputs_are_deduplicated(tree):
     found = expand_inputs([tree / "a.jpg", tree, tree / "sub" / ".." / "a.jpg"])
-    assert [f.name for f, _ in found] == ["a.jpg", "b.PNG"]
+    assert [f.name for f, _ in found] == ["a.jpg", "a_neutral.jpg", "b.PNG", "e_compare.png", "notes.txt"]
 
 
 def test_existing_output_is_skipped_unless_overwrite(tree):
@@ -130,7 +157,7 @@ def test_output_equal_to_input_is_refused(tree, how):
 
 
 def test_a_failing_job_does_not_stop_the_batch(tree):
-    jobs = plan_jobs([tree], "edit", recursive=True)
+    jobs = [j for j in plan_jobs([tree], "edit", recursive=True) if j.source.stem in "abcd"]
     assert len(jobs) == 4
 
     def work(job):
@@ -151,14 +178,17 @@ def test_a_failing_job_does_not_stop_the_batch(tree):
     assert "failed" in log and "b.PNG" in log and "no face found" in log
 
 
-def test_interrupt_stops_the_batch(tree):
-    jobs = plan_jobs([tree], "neutral")
+def test_interrupt_stops_the_batch_and_keeps_what_was_done(tree):
+    jobs = plan_jobs([tree / "a.jpg", tree / "b.PNG", tree / "sub" / "c.jpeg"], "edit")
 
     def work(job):
-        raise KeyboardInterrupt
+        if job.source.name == "b.PNG":
+            raise KeyboardInterrupt
+        return writer()(job)
 
-    with pytest.raises(KeyboardInterrupt):
-        run_jobs(jobs, work, console=quiet_console())
+    outcomes = run_jobs(jobs, work, console=quiet_console())
+    assert [(o.source.name, o.status) for o in outcomes] == [("a.jpg", OK), ("b.PNG", "interrupted")]
+    assert summary(outcomes) == "1 done, 0 skipped, 0 failed, then interrupted"
 
 
 def test_report_csv(tree, tmp_path):

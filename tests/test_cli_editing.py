@@ -38,7 +38,7 @@ def test_neutralize_changes_only_the_face(shipped_models, photos, tmp_path):
     res = run("neutralize", src, "-o", tmp_path / "out", "--compare", "--models", shipped_models)
     assert res.exit_code == 0, res.output
     out = tmp_path / "out" / "094_smiling_neutral.jpg"
-    assert out.exists() and (tmp_path / "out" / "094_smiling_compare.png").exists()
+    assert out.exists() and (tmp_path / "out" / "094_smiling_neutral_compare.jpg").exists()
     assert src.read_bytes() == before  # input untouched
     a, b = _pixels(src), _pixels(out)
     assert a.shape == b.shape
@@ -80,8 +80,10 @@ def test_transfer_writes_output_and_strip(shipped_models, photos, tmp_path):
               "--steps", "4", "--models", shipped_models)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "011_neutral_transfer.jpg").exists()
-    strip = Image.open(tmp_path / "011_neutral_transfer_strip.png")
-    assert strip.size == (4 * 256, 256)
+    # Frames are cut from the edited photo at its own resolution, not the 256 px crop.
+    strip = Image.open(tmp_path / "011_neutral_transfer_strip.jpg")
+    width, height = strip.size
+    assert width % 4 == 0 and abs(width // 4 - height) <= 2 and height > 256, strip.size
 
 
 def test_transfer_reference_without_face_fails_before_inputs(shipped_models, photos, tmp_path):
@@ -156,3 +158,86 @@ def test_unknown_device_is_a_usage_error(shipped_models, photos, tmp_path):
     res = run("neutralize", photos / "011_smiling.jpg", "-o", tmp_path / "out", "--device", "tpu",
               "--models", shipped_models)
     assert res.exit_code == 2 and "unknown device 'tpu'" in res.output, res.output
+
+
+def test_rerun_skips_only_what_it_made_with_the_same_settings(shipped_models, photos, tmp_path):
+    from stoic_cli.face.images import read_provenance
+
+    src, out = photos / "011_neutral.jpg", tmp_path / "out"
+    res = run("edit", src, "--attr", "smile=0.5", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    made = out / "011_neutral_edit.jpg"
+    tag = read_provenance(made)
+    assert tag["command"] == "edit" and tag["settings"] == {"smile": 0.5} and tag["input"] == "011_neutral.jpg"
+    assert tag["software"].startswith("stoic ") and "renderer" in tag["models"]
+    res = run("info", made)
+    assert res.exit_code == 0 and '"smile": 0.5' in res.output
+    before = made.read_bytes()
+    res = run("edit", src, "--attr", "smile=0.5", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 0 and "skipped" in res.output and "done already" in res.output
+    # Other settings are not "done": the earlier result is kept and the run says why.
+    res = run("edit", src, "--attr", "smile=1", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 1 and "made with smile=0.5" in res.output and "this run: smile=1" in res.output
+    assert made.read_bytes() == before
+    res = run("edit", src, "--attr", "smile=1", "-o", out, "--overwrite", "--models", shipped_models)
+    assert res.exit_code == 0 and read_provenance(made)["settings"] == {"smile": 1.0}
+    # A folder walked again does not take the outputs for new inputs.
+    res = run("edit", out, "--attr", "smile=1", "--models", shipped_models)
+    assert "a stoic output (edit of 011_neutral.jpg)" in res.output
+
+
+def test_sheets_are_part_of_the_job_and_never_shared(shipped_models, photos, tmp_path):
+    src = photos / "011_neutral.jpg"
+    Image.open(src).save(photos / "011_neutral.png")
+    out = tmp_path / "out"
+    res = run("neutralize", src, photos / "011_neutral.png", "--compare", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    assert (out / "011_neutral_neutral_compare.jpg").exists() and (out / "011_neutral_neutral_compare.png").exists()
+    # A run killed after the sheet but before the photo is redone whole, not "skipped".
+    (out / "011_neutral_neutral.jpg").unlink()
+    res = run("neutralize", src, "--compare", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 0 and (out / "011_neutral_neutral.jpg").exists(), res.output
+    # A sheet someone else put there is not replaced without --overwrite.
+    (out / "011_neutral_neutral.jpg").unlink()
+    (out / "011_neutral_neutral_compare.jpg").write_bytes(b"mine")
+    res = run("neutralize", src, "--compare", "-o", out, "--models", shipped_models)
+    assert res.exit_code == 1 and "is not this job's" in res.output
+    assert (out / "011_neutral_neutral_compare.jpg").read_bytes() == b"mine"
+
+
+def test_json_lines_give_the_report_fields(shipped_models, photos, tmp_path):
+    import json
+
+    res = run("neutralize", photos / "011_smiling.jpg", photos / "missing.jpg", "-o", tmp_path / "out", "--json",
+              "-q", "--models", shipped_models)
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("011_smiling.jpg", "ok"), ("missing.jpg", "failed")]
+    assert set(rows[0]) == {"path", "faces", "status", "message", "seconds", "output"}
+
+
+@pytest.mark.parametrize("where", ["output", "report"])
+def test_unwritable_outputs_are_refused_before_the_first_photo(shipped_models, photos, tmp_path, where):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    args = ["-o", blocker / "sub"] if where == "output" else ["-o", tmp_path / "out", "--report", blocker / "r.csv"]
+    res = run("neutralize", photos / "011_smiling.jpg", *args, "--models", shipped_models)
+    assert res.exit_code == 2 and "not a writable folder" in res.output, res.output
+    assert "models:" not in res.output  # refused before the models were even loaded
+
+
+@pytest.mark.parametrize("size", [(1, 1), (8000, 40), (40, 8000)])
+def test_degenerate_images_fail_with_one_clear_line(shipped_models, tmp_path, size):
+    src = tmp_path / "odd.png"
+    Image.new("RGB", size, (128, 128, 128)).save(src)
+    res = run("neutralize", src, "-o", tmp_path / "out", "--models", shipped_models)
+    assert res.exit_code == 1, res.output
+    assert "no face found" in res.output and "Traceback" not in res.output and "torch" not in res.output
+
+
+def test_version_and_short_help():
+    from stoic_cli import __version__
+
+    res = run("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"stoic {__version__}"
+    res = run("neutralize", "-h")
+    assert res.exit_code == 0 and "--strength" in res.output

@@ -146,11 +146,16 @@ class StubModels:
     image_size = 128
     render_size = 256
     provider = "stub"
-    meta: dict = {}
     _checker = ((np.indices((256, 256)).sum(0) // 4) % 2 * 2 - 1).astype(np.float32)
 
     def __init__(self, model_dir=None, device="auto", threads=0):
+        from stoic_cli.runtime.settings import ModelSettings
+
         self.dir = model_dir
+        self.settings = ModelSettings(models={"stub": "test"})
+
+    def load(self):
+        return self
 
     def encode(self, crops):
         return np.zeros((len(crops), 4), np.float32)
@@ -183,7 +188,7 @@ def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "portrait_neutral.png") as img:
         edited = np.asarray(img).astype(int)
-    with Image.open(tmp_path / "portrait_compare.png") as img:
+    with Image.open(tmp_path / "portrait_neutral_compare.png") as img:
         assert img.size == (800, 400)
 
     matrix = alignment_matrix(london_faces[name][0].landmarks, 128)

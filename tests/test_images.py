@@ -235,3 +235,36 @@ def test_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_photo(Photo(rgb=rgb), rgb, out)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp", ".tif"])
+def test_outputs_keep_the_metadata_and_carry_the_provenance_tag(tmp_path, ext):
+    from stoic_cli.face.images import read_provenance
+
+    src = tmp_path / f"camera{ext}"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Canon", "EOS 5D", 6  # make, model, rotated
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:01 10:00:00"  # when it was taken
+    Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(src, exif=exif.tobytes())
+    photo = images.load_photo(src)
+    assert photo.rgb.shape == (30, 20, 3)  # the rotation is applied
+    tag = {"command": "neutralize", "settings": {"strength": 1.0}, "input": "camera.jpg", "note": "a \"quoted\" <b>"}
+    out = images.save_photo(photo, photo.rgb, tmp_path / f"out{ext}", tag)
+    assert read_provenance(out) == tag
+    with Image.open(out) as img:
+        kept = img.getexif()
+        assert kept[0x010F] == "Canon" and kept[0x0110] == "EOS 5D"
+        assert kept.get(0x0112, 1) == 1  # orientation reset: the pixels are upright now
+        if ext != ".tif":  # TIFF keeps its main tags only
+            assert kept.get_ifd(0x8769)[0x9003] == "2024:05:01 10:00:00"
+        assert img.size == (20, 30)
+    assert read_provenance(src) is None  # a camera photo carries no stoic tag
+
+
+def test_temporary_names_are_unique_and_short(tmp_path):
+    out = tmp_path / ("x" * 200 + "_neutral.jpg")
+    names = {images.partial_name(out) for _ in range(50)}
+    assert len(names) == 50
+    assert all(len(n.name) < 40 and n.name.startswith(".") and n.parent == tmp_path for n in names)
+    images.save_rgb(np.zeros((8, 8, 3), np.uint8), out)  # a long legal name still works
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -44,7 +44,7 @@ def test_the_three_edits_are_functions_of_own_and_neutral_codes():
     edit = AttributeEdit({"smile": up, "age": down}, {"smile": 0.5, "age": 2.0})
     assert np.allclose(edit.codes(z, zn), z - 1.5)
     assert np.allclose(edit.scaled(0.0).codes(z, zn), z)
-    assert edit.describe() == {"edit": "edit", "smile": 0.5, "age": 2.0}
+    assert edit.name == "edit" and edit.describe() == {"smile": 0.5, "age": 2.0}
 
 
 @pytest.mark.parametrize("make", [lambda: Neutralize(float("nan")), lambda: Neutralize(float("inf")),

@@ -5,6 +5,7 @@ import typer
 
 app = typer.Typer(
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="""Remove, transfer and edit facial expressions in photos.
@@ -38,3 +39,17 @@ eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=EVAL_
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from stoic_cli import __version__
+
+        typer.echo(f"stoic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print stoic's version and exit.")) -> None:
+    """Remove, transfer and edit facial expressions in photos."""

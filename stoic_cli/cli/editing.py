@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from stoic_cli.cli.app import app
-from stoic_cli.cli.options import (DeviceOpt, InputsArg, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt, OverwriteOpt,
-                                   QuietOpt, RecursiveOpt, ReportOpt, err, fail, finish, load_pipeline, out,
-                                   skipped_message)
+from stoic_cli.cli.options import (DeviceOpt, InputsArg, JsonOpt, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt,
+                                   OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, check_outputs, err, fail, finish,
+                                   load_pipeline, out, print_json_line, skipped_message)
 
 StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from no change to the edit.")
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
@@ -25,53 +25,77 @@ def _checked(build):
         fail(str(exc))
 
 
-def _write_strip(pipe, photo, faces, edit, steps: int, base: Path, gif: bool) -> Path:
-    """A strip (or GIF) of the first face's crop from no change to the full edit."""
-    import cv2
+def _strip_frames(pipe, photo, faces, edit, steps: int) -> list:
+    """The first face from no change to the full edit, cut from the edited photo at the photo's
+    own resolution (the aligned crop's square), one frame per step."""
     import numpy as np
-    from PIL import Image
 
-    from stoic_cli.face.images import save_rgb
+    from stoic_cli.face.alignment import alignment_matrix, crop_region
 
-    frames = []
-    for fraction in np.linspace(0, 1, max(2, steps)):
-        r = pipe.apply(photo, faces[:1], edit.scaled(float(fraction)))
-        frames.append(cv2.resize(r.faces[0].edited_crop, (256, 256), interpolation=cv2.INTER_CUBIC))
-    if gif:
-        path = base.with_name(f"{base.stem}_strip.gif")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imgs = [Image.fromarray(f) for f in frames + frames[-2:0:-1]]
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=120, loop=0)
-        return path
-    path = base.with_name(f"{base.stem}_strip.png")
-    save_rgb(np.concatenate(frames, axis=1), path)
-    return path
+    x0, y0, x1, y1 = crop_region(alignment_matrix(faces[0].landmarks, pipe.render_size), pipe.render_size,
+                                 photo.rgb.shape[:2])
+    return [pipe.apply(photo, faces[:1], edit.scaled(float(f))).rgb[y0:y1, x0:x1]
+            for f in np.linspace(0, 1, max(2, steps))]
+
+
+def extras_for(output: Path, compare: bool, steps: int, gif: bool) -> list[Path]:
+    """The other files an editing job writes, named after its output so that two inputs never
+    share one (me.jpg and me.png give me_neutral_compare.jpg and me_neutral_compare.png)."""
+    extras = []
+    if compare:
+        extras.append(output.with_name(f"{output.stem}_compare{output.suffix}"))
+    if steps:
+        extras.append(output.with_name(f"{output.stem}_strip{'.gif' if gif else output.suffix}"))
+    return extras
+
+
+def provenance_for(pipe, edit):
+    """The tag every output of this run carries: that stoic edited it, how, with which models,
+    and from which input (by content, so a rerun recognises its own results)."""
+    from stoic_cli import __version__
+    from stoic_cli.batch import file_digest
+
+    base = {"software": f"stoic {__version__}", "command": edit.name, "settings": edit.describe(),
+            "models": dict(pipe.models.settings.models)}
+    return lambda job: {**base, "input": job.source.name, "input_sha256": file_digest(job.source)}
 
 
 def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, label: str,
-             compare: bool = False, steps: int = 0, gif: bool = False):
+             compare: bool = False, steps: int = 0, gif: bool = False, json_lines: bool = False):
     """Every editing command's batch: the edit applied to each photo's faces and saved, with an
-    optional input | output sheet and an optional strip of the first face."""
+    optional input | output sheet and an optional strip of the first face. Sheets and strips
+    are written before the photo, so a photo's presence means its job is whole."""
     import numpy as np
 
     from stoic_cli.batch import run_jobs
-    from stoic_cli.face.images import load_photo, save_photo, save_rgb
+    from stoic_cli.face.images import load_photo, save_gif, save_photo
+
+    for job in jobs:
+        if job.output is not None:
+            job.extras = extras_for(job.output, compare, steps, gif)
 
     def work(job):
         photo = load_photo(job.source)
         faces, small = pipe.find_faces(photo, largest)
         result = pipe.apply(photo, faces, edit)
         result.skipped_small = small
-        save_photo(photo, result.rgb, job.output)
+        tag = job.provenance
         notes = [skipped_message(result)] if small else []
         if compare:
-            save_rgb(np.concatenate([photo.rgb, result.rgb], axis=1),
-                     job.output.with_name(f"{job.source.stem}_compare.png"))
+            save_photo(photo, np.concatenate([photo.rgb, result.rgb], axis=1), job.extras[0], tag)
         if steps:
-            notes.append(f"strip {_write_strip(pipe, photo, faces, edit, steps, job.output, gif).name}")
+            frames = _strip_frames(pipe, photo, faces, edit, steps)
+            strip = job.extras[-1]
+            if gif:
+                save_gif(frames, strip, tag)
+            else:
+                save_photo(photo, np.concatenate(frames, axis=1), strip, tag)
+            notes.append(f"strip {strip.name}")
+        save_photo(photo, result.rgb, job.output, tag)
         return len(faces), "; ".join(notes)
 
-    return run_jobs(jobs, work, overwrite=overwrite, console=err, label=label, quiet=quiet)
+    return run_jobs(jobs, work, overwrite=overwrite, console=err, label=label, quiet=quiet,
+                    provenance=provenance_for(pipe, edit), on_outcome=print_json_line if json_lines else None)
 
 
 @app.command()
@@ -79,7 +103,7 @@ def neutralize(
     images: List[Path] = InputsArg,
     output: Optional[Path] = OutDirOpt,
     strength: float = typer.Option(1.0, "--strength", "-s", help="0 = unchanged, 1 = neutral, up to 2 goes past neutral."),
-    compare: bool = typer.Option(False, "--compare", help="Also write <stem>_compare.png: input | output."),
+    compare: bool = typer.Option(False, "--compare", help="Also write <stem>_neutral_compare<ext>: input | output."),
     recursive: bool = RecursiveOpt,
     overwrite: bool = OverwriteOpt,
     largest: bool = LargestOpt,
@@ -88,6 +112,7 @@ def neutralize(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    json_lines: bool = JsonOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
@@ -97,17 +122,18 @@ def neutralize(
 
     [bold]Examples[/]
 
-      stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_compare.png
+      stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_neutral_compare.jpg
       stoic neutralize ids/ -o out/ -r --report out/report.csv
       stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
     from stoic_cli.batch import plan_jobs
     from stoic_cli.edit.edits import Neutralize
 
     edit = _checked(lambda: Neutralize(strength))
+    check_outputs(output, report)
     pipe = load_pipeline(models, device, min_eyes)
     jobs = plan_jobs(images, "neutral", output, recursive)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="neutralizing",
-                    compare=compare), report)
+                    compare=compare, json_lines=json_lines), report)
 
 
 @app.command()
@@ -126,6 +152,7 @@ def transfer(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    json_lines: bool = JsonOpt,
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
@@ -139,22 +166,23 @@ def transfer(
       stoic transfer --expr smile.jpg me.jpg              me_transfer.jpg
       stoic transfer --expr smile.jpg faces/ -o out/ --alpha 0.5
       stoic transfer --expr smile.jpg me.jpg --steps 5    and me_transfer_strip.png"""
-    from stoic_cli.batch import plan_jobs
+    from stoic_cli.batch import file_digest, plan_jobs
     from stoic_cli.edit.edits import Transfer
     from stoic_cli.face.detection import NoFaceError
     from stoic_cli.face.images import ImageError, load_photo
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
+    check_outputs(output, report)
     pipe = load_pipeline(models, device, min_eyes)
     # The reference is checked before any input is touched.
     try:
-        reference = pipe.read_reference(load_photo(expr), source=str(expr))
+        reference = pipe.read_reference(load_photo(expr), source=f"{expr.name} sha256:{file_digest(expr)}")
     except (ImageError, NoFaceError) as exc:
         fail(f"reference {expr}: {exc}")
     edit = Transfer(reference, alpha)
     jobs = plan_jobs(images, "transfer", output, recursive)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="transferring",
-                    steps=steps, gif=gif), report)
+                    steps=steps, gif=gif, json_lines=json_lines), report)
 
 
 def parse_amounts(specs: List[str], known: dict) -> dict[str, float]:
@@ -201,6 +229,7 @@ def edit(
     models: Optional[Path] = ModelsOpt,
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
+    json_lines: bool = JsonOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
@@ -220,6 +249,7 @@ def edit(
         return
     if not images or not attr:
         fail("give images and at least one --attr NAME=AMOUNT (see --list)")
+    check_outputs(output, report)
     pipe = load_pipeline(models, device, min_eyes)
     try:
         known = pipe.models.attributes()
@@ -229,4 +259,4 @@ def edit(
     edit_ = _checked(lambda: AttributeEdit(known, amounts, force=force))
     jobs = plan_jobs(images, "edit", output, recursive)
     finish(run_edit(pipe, jobs, edit_, largest=largest, overwrite=overwrite, quiet=quiet, label="editing",
-                    steps=steps, gif=gif), report)
+                    steps=steps, gif=gif, json_lines=json_lines), report)

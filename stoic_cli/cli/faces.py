@@ -66,7 +66,8 @@ def crop(
     min_eyes: float = MinEyeOpt,
 ):
     """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
-    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli import __version__
+    from stoic_cli.batch import file_digest, plan_jobs, run_jobs
     from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import FaceDetector, usable_faces
     from stoic_cli.face.images import load_photo, save_rgb
@@ -76,22 +77,51 @@ def crop(
     for job in jobs:
         job.output = job.output.with_suffix(".png")  # crops are lossless
 
+    def provenance(job):
+        return {"software": f"stoic {__version__}", "command": "crop",
+                "settings": {"size": size, "largest": largest, "min_eyes": min_eyes}, "models": {},
+                "input": job.source.name, "input_sha256": file_digest(job.source)}
+
     def work(job):
         photo = load_photo(job.source)
         faces, small = usable_faces(detector.detect(photo.rgb), min_eyes, largest)
-        for i, f in enumerate(faces):
-            c, _ = align_face(photo.rgb, f.landmarks, size)
+        # The first face's crop is written last: its presence means every crop of the photo is there.
+        for i in [*range(1, len(faces)), 0]:
+            c, _ = align_face(photo.rgb, faces[i].landmarks, size)
             target = job.output if i == 0 else job.output.with_name(f"{job.output.stem}{i}.png")
-            save_rgb(c, target)
+            save_rgb(c, target, job.provenance)
         return len(faces), (f"{small} small face(s) skipped" if small else "")
 
-    finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="cropping"), report)
+    finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="cropping", provenance=provenance), report)
 
 
 @app.command()
-def info(models: Optional[Path] = ModelsOpt):
-    """Versions, model files found and ONNX Runtime providers."""
+def info(
+    photos: Optional[List[Path]] = typer.Argument(None, help="Photos whose stoic provenance tag to print.",
+                                                  show_default=False),
+    models: Optional[Path] = ModelsOpt,
+):
+    """Versions, model files found and ONNX Runtime providers; with photos, the tag stoic wrote
+    into each (how it was edited, with which models, from which input).
+
+    [bold]Examples[/]
+
+      stoic info                        versions, models, providers
+      stoic info out/me_neutral.jpg     was it edited by stoic, and how"""
     import importlib.metadata as md
+
+    if photos:
+        from stoic_cli.face.images import read_provenance
+
+        missing = False
+        for photo in photos:
+            tag = read_provenance(photo)
+            missing |= tag is None
+            line = json.dumps(tag, sort_keys=True) if tag else ("no stoic tag" if photo.exists() else "file not found")
+            out.print(f"{photo}: {line}", markup=False, highlight=False)
+        if missing:
+            raise typer.Exit(1)
+        return
 
     from stoic_cli import __version__
     from stoic_cli.runtime.models import NETWORKS, candidate_dirs, find_model_dir

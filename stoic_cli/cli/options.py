@@ -54,6 +54,8 @@ def torch_device(device: str) -> str:
 
 
 def finish(outcomes, report: Optional[Path]) -> None:
+    """Write the report (also of an interrupted batch), print the summary, exit 1 when any input
+    failed and 130 when the batch was interrupted."""
     from stoic_cli.batch import FAILED, summary, write_report
 
     if report:
@@ -61,6 +63,8 @@ def finish(outcomes, report: Optional[Path]) -> None:
     if not outcomes:
         fail("no images found in the given inputs")
     err.print(summary(outcomes))
+    if getattr(outcomes, "interrupted", False):
+        raise typer.Exit(130)
     if any(o.status == FAILED for o in outcomes):
         raise typer.Exit(1)
 
@@ -96,3 +100,32 @@ def parse_overrides(items: Optional[List[str]]) -> dict:
         except json.JSONDecodeError:
             extra[key] = value
     return extra
+
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON line per input on stdout (the report's fields).")
+
+
+def print_json_line(outcome) -> None:
+    from stoic_cli.batch import outcome_row
+
+    print(json.dumps(outcome_row(outcome)), flush=True)
+
+
+def check_outputs(output: Optional[Path], report: Optional[Path]) -> None:
+    """The output folder and the report must be writable before the first photo is read, not
+    found unwritable after a whole batch. Nothing is created here."""
+    import os
+
+    for target, what in ((output, "-o"), (report, "--report")):
+        if target is None:
+            continue
+        if what == "--report" and target.is_dir():
+            fail(f"--report {target}: is a folder; give a file name such as {target / 'report.csv'}")
+        if what == "-o" and target.exists() and not target.is_dir():
+            fail(f"-o {target}: is a file, not a folder")
+        folder = target if what == "-o" else target.parent
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            fail(f"{what} {target}: {existing} is not a writable folder")

@@ -23,7 +23,9 @@ class Edit(Protocol):
 
     def scaled(self, fraction: float) -> "Edit": ...
 
-    def describe(self) -> dict: ...
+    def describe(self) -> dict:
+        """The settings an output's provenance tag records (and a rerun compares)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Neutralize:
         return replace(self, strength=self.strength * fraction)
 
     def describe(self) -> dict:
-        return {"edit": self.name, "strength": self.strength}
+        return {"strength": self.strength}
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Transfer:
         return replace(self, alpha=self.alpha * fraction)
 
     def describe(self) -> dict:
-        return {"edit": self.name, "alpha": self.alpha, "reference": self.reference.source}
+        return {"alpha": self.alpha, "reference": self.reference.source}
 
 
 @dataclass(frozen=True)
@@ -120,4 +122,4 @@ class AttributeEdit:
         return replace(self, amounts={k: v * fraction for k, v in self.amounts.items()})
 
     def describe(self) -> dict:
-        return {"edit": self.name, **{k: v for k, v in self.amounts.items()}}
+        return dict(self.amounts)

@@ -108,3 +108,18 @@ def encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
     if crops.shape[1] == size:
         return crops
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+
+
+def crop_region(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1) in the photo of the crop square aligned by `matrix`,
+    clipped to the photo; None when it lies outside."""
+    inv = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.floor(pts.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+    h, w = shape
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1

@@ -9,6 +9,8 @@ import numpy as np
 MIN_EYE_DISTANCE = 20.0
 # Detection runs on a copy whose longer side is at most this; landmarks are scaled back.
 DETECT_MAX_SIDE = 1024
+# MTCNN's first network reads 12 px windows; a thinner image holds no face and would make it fail.
+MIN_DETECT_SIDE = 12
 
 
 @dataclass
@@ -65,6 +67,9 @@ class FaceDetector:
                 small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in group]
             else:
                 small = group
+            if min(small[0].shape[:2]) < MIN_DETECT_SIDE:
+                results.extend([] for _ in group)
+                continue
             batch = np.stack(small)
             with torch.inference_mode():
                 boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)

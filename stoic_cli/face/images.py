@@ -1,14 +1,21 @@
 """Reading and writing photos: every odd input becomes upright 8-bit RGB, and goes back out
-in the mode it came in (grayscale stays grayscale, alpha is kept)."""
+in the mode it came in (grayscale stays grayscale, alpha is kept) with its metadata (EXIF with
+the orientation reset, since it is applied; the ICC profile) and a provenance tag saying that
+stoic edited it, how, and with which models."""
 from __future__ import annotations
 
+import html
+import json
+import os
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}  # a GIF: its first frame
 
 # Pillow refuses images above ~179 MP as a decompression-bomb guard; we allow a bit more
 # (a 200 MP panorama is a real photo) and report anything larger as an input error.
@@ -39,6 +46,17 @@ class Photo:
         return int(self.rgb.shape[1])
 
 
+ORIENTATION, SOFTWARE = 0x0112, 0x0131  # EXIF tags
+EXIF_SUB_IFDS = (0x8769, 0x8825)  # the Exif (exposure, date taken) and GPS sub-IFDs
+# A TIFF's own layout (size, strips, samples) lives in its tags too; it must not be copied.
+TIFF_LAYOUT_TAGS = {254, 256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338, 339}
+TAG_KEY = "stoic"  # PNG text chunk / XMP attribute holding the provenance JSON
+_XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:stoic="https://github.com/stoic-cli/ns/1.0/" stoic:edit="{}"/>'
+        '</rdf:RDF></x:xmpmeta>')
+_XMP_TAG = re.compile(rb'stoic:edit="([^"]*)"')
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit and 32-bit integer/float images scaled to 8 bits by their actual range type."""
     arr = np.asarray(img)
@@ -53,7 +71,27 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
 
 
+def _kept_exif(img: Image.Image) -> Image.Exif | None:
+    """The photo's EXIF (camera, date, GPS...) to write back into its edits: the orientation
+    reset (it is applied to the pixels), TIFF's own layout tags left out."""
+    try:
+        exif = img.getexif()
+        subs = {ifd: dict(exif.get_ifd(ifd)) for ifd in EXIF_SUB_IFDS if ifd in exif}
+    except Exception:  # a damaged EXIF block must not make the photo unreadable
+        return None
+    kept = Image.Exif()
+    for k, v in exif.items():
+        if k not in TIFF_LAYOUT_TAGS and k not in EXIF_SUB_IFDS:
+            kept[k] = v
+    for ifd, values in subs.items():
+        kept.get_ifd(ifd).update(values)
+    if ORIENTATION in kept:
+        kept[ORIENTATION] = 1
+    return kept if len(kept) or subs else None
+
+
 def pil_to_photo(img: Image.Image, path: Path | None = None) -> Photo:
+    exif = _kept_exif(img)
     img = ImageOps.exif_transpose(img)  # phones store sideways pixels plus a rotation tag
     mode = img.mode
     alpha = None
@@ -72,6 +110,8 @@ def pil_to_photo(img: Image.Image, path: Path | None = None) -> Photo:
     info = {}
     if img.info.get("icc_profile") and original == "RGB":
         info["icc_profile"] = img.info["icc_profile"]
+    if exif is not None:
+        info["exif"] = exif
     return Photo(rgb=np.ascontiguousarray(rgb), path=path, original_mode=original, alpha=alpha, info=info)
 
 
@@ -109,21 +149,79 @@ def photo_to_pil(photo: Photo, rgb: np.ndarray | None = None) -> Image.Image:
     return img
 
 
-def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path) -> Path:
-    """Write an edited photo in the input's mode. Writes to a temporary name first so that an
-    interrupted batch never leaves a half-written file that a rerun would skip."""
+def _metadata(img: Image.Image, ext: str, photo: Photo, provenance: dict | None) -> dict:
+    """Pillow save arguments that carry the input's metadata and the provenance tag."""
+    kwargs: dict = {}
+    if "icc_profile" in photo.info and img.mode in ("RGB", "RGBA"):
+        kwargs["icc_profile"] = photo.info["icc_profile"]
+    exif = Image.Exif()
+    source = photo.info.get("exif")
+    if source is not None:
+        for k, v in source.items():
+            if k not in EXIF_SUB_IFDS:
+                exif[k] = v
+        for ifd in EXIF_SUB_IFDS:
+            values = source.get_ifd(ifd)
+            if values:
+                exif.get_ifd(ifd).update(values)
+    tag = json.dumps(provenance, sort_keys=True, ensure_ascii=True) if provenance else None
+    if tag:
+        exif[SOFTWARE] = provenance.get("software", "stoic")
+    if len(exif) and ext in (".jpg", ".jpeg", ".png", ".webp"):
+        kwargs["exif"] = exif.tobytes()
+    if ext in (".tif", ".tiff"):  # TIFF keeps metadata in its own tags (its sub-IFDs are not copied)
+        kwargs["tiffinfo"] = {k: v for k, v in exif.items() if k not in EXIF_SUB_IFDS}
+    if tag and ext == ".png":
+        from PIL.PngImagePlugin import PngInfo
+        text = PngInfo()
+        text.add_text(TAG_KEY, tag)
+        text.add_text("Software", provenance.get("software", "stoic"))
+        kwargs["pnginfo"] = text
+    elif tag and ext in (".jpg", ".jpeg", ".webp"):
+        kwargs["xmp"] = _XMP.format(html.escape(tag, quote=True)).encode()
+    elif tag and ext in (".tif", ".tiff"):
+        kwargs["tiffinfo"][700] = _XMP.format(html.escape(tag, quote=True)).encode()
+    return kwargs
+
+
+def read_provenance(path: str | Path) -> dict | None:
+    """The provenance tag stoic wrote into an image, or None (not stoic's, or unreadable)."""
+    try:
+        with Image.open(path) as img:
+            raw = img.info.get(TAG_KEY)
+            if raw is None and isinstance(img.info.get("comment"), bytes) and img.format == "GIF":
+                raw = img.info["comment"].decode("ascii", "replace")
+            if raw is None:
+                xmp = img.info.get("xmp") or (img.tag_v2.get(700) if hasattr(img, "tag_v2") else None)
+                match = _XMP_TAG.search(xmp) if isinstance(xmp, bytes) else None
+                raw = html.unescape(match.group(1).decode()) if match else None
+        tag = json.loads(raw) if raw else None
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return tag if isinstance(tag, dict) else None
+
+
+def partial_name(out_path: Path) -> Path:
+    """A temporary name beside the output, unique to this process and call, and short, so two
+    runs writing one folder never share it and a long legal output name still fits."""
+    return out_path.with_name(f".stoic-{os.getpid()}-{secrets.token_hex(4)}{out_path.suffix}")
+
+
+def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path, provenance: dict | None = None) -> Path:
+    """Write an edited photo in the input's mode, with the input's metadata and `provenance`.
+    Writes to a temporary name first and renames it, so an interrupted batch never leaves a
+    half-written file that a rerun would skip, and of two runs writing one output, one wins
+    whole."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     img = photo_to_pil(photo, rgb)
     ext = out_path.suffix.lower()
-    kwargs: dict = {}
+    kwargs = _metadata(img, ext, photo, provenance)
     if ext in (".jpg", ".jpeg"):
         if img.mode in ("RGBA", "LA"):
             img = img.convert("RGB" if img.mode == "RGBA" else "L")
-        kwargs = {"quality": 95, "subsampling": 0}
-    if "icc_profile" in photo.info and img.mode in ("RGB", "RGBA"):
-        kwargs["icc_profile"] = photo.info["icc_profile"]
-    tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
+        kwargs.update(quality=95, subsampling=0)
+    tmp = partial_name(out_path)
     fmt = Image.registered_extensions().get(ext)
     try:
         img.save(tmp, format=fmt, **kwargs)
@@ -134,6 +232,23 @@ def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path) -> Path:
     return out_path
 
 
-def save_rgb(rgb: np.ndarray, out_path: str | Path) -> Path:
+def save_rgb(rgb: np.ndarray, out_path: str | Path, provenance: dict | None = None) -> Path:
     """Save a plain RGB array (contact sheets, crops)."""
-    return save_photo(Photo(rgb=rgb), rgb, out_path)
+    return save_photo(Photo(rgb=rgb), rgb, out_path, provenance)
+
+
+def save_gif(frames: list[np.ndarray], out_path: str | Path, provenance: dict | None = None,
+             duration_ms: int = 120) -> Path:
+    """An animated GIF that plays the frames forth and back, written like save_photo."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    imgs = [Image.fromarray(np.ascontiguousarray(f)) for f in frames + frames[-2:0:-1]]
+    kwargs = {"comment": json.dumps(provenance, sort_keys=True)} if provenance else {}
+    tmp = partial_name(out_path)
+    try:
+        imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0, **kwargs)
+        tmp.replace(out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path

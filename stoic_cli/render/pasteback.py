@@ -11,7 +11,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from stoic_cli.face.alignment import TEMPLATE
+from stoic_cli.face.alignment import TEMPLATE, crop_region
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:
@@ -38,20 +38,6 @@ def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     return _read_only((mask * np.minimum(ramp[:, None], ramp[None, :])).astype(np.float32))
 
 
-def _roi(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """Bounding box in the photo of the crop square, clipped to the photo."""
-    inv = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
-    pts = corners @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = np.floor(pts.min(0)).astype(int) - 1
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-    h, w = shape
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
 def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, int],
               border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """Inverse-warp a crop-sized array into the photo's ROI (zero outside the crop unless
@@ -70,7 +56,7 @@ def _update_under_mask(image: np.ndarray, values: np.ndarray, matrix: np.ndarray
     size = values.shape[0]
     mask = face_mask(size) if mask is None else mask
     out = image.copy()
-    roi = _roi(matrix, size, image.shape[:2])
+    roi = crop_region(matrix, size, image.shape[:2])
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
@@ -99,7 +85,7 @@ def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.nd
     byte-identical."""
     size = flow.shape[0]
     out = image.copy()
-    roi = _roi(matrix, size, image.shape[:2])
+    roi = crop_region(matrix, size, image.shape[:2])
     if roi is None:
         return out
     x0, y0, x1, y1 = roi

@@ -1,0 +1,49 @@
+"""A batch stopped by SIGTERM or Ctrl-C (SIGINT) still writes the report of what it did, exits
+130, and leaves no half-written file; a rerun resumes it."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_batch_writes_its_report(tmp_path, signum):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(8):
+        shutil.copy(REPO / "tests" / "data" / "london" / "011_smiling.jpg", folder / f"p{i}.jpg")
+    out, report = tmp_path / "out", tmp_path / "report.csv"
+    cmd = [sys.executable, "-m", "stoic_cli", "neutralize", str(folder), "-o", str(out), "--report", str(report),
+           "--device", "cpu", "--models", str(REPO / "models")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "COLUMNS": "200"})
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("ok"):
+            proc.send_signal(signum)
+            break
+    _, rest = proc.communicate(timeout=120)
+    lines += rest.splitlines()
+    assert proc.returncode == 130, "".join(lines)
+    with open(report, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    statuses = [r["status"] for r in rows]
+    assert statuses[0] == "ok" and statuses[-1] == "interrupted" and len(rows) < 8, statuses
+    assert all(s in ("ok", "interrupted") for s in statuses)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+    done = {Path(r["output"]).name for r in rows if r["status"] == "ok"}
+    assert {p.name for p in out.iterdir()} == done  # exactly the photos reported done, each whole
+    # The rerun skips what was done and finishes the rest.
+    rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"8 done" not in rerun.stderr and len(list(out.glob("*_neutral.jpg"))) == 8
