@@ -1,6 +1,7 @@
-"""stoic_cli.evaluation.edit_eval: the transfer and edit measures on synthetic numbers, and the
-whole evaluation end to end on throwaway random-weight models exported into pytest's tmp dir
-(the end-to-end part needs the eval extra and torch)."""
+"""stoic_cli.evaluation.transfer_eval and attribute_eval (with the shared measures, report and
+sheet layers they use): the transfer and edit measures on synthetic numbers, and the whole
+evaluation end to end on throwaway random-weight models exported into pytest's tmp dir (the
+end-to-end part needs the eval extra and torch)."""
 from __future__ import annotations
 
 import json
@@ -10,10 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stoic_cli.evaluation.edit_eval import (_pick, _sheet_scores, attribute_measures, evaluate_edit, evaluate_transfer,
-                                            expression_progress, is_monotonic, parse_amounts, person_from_file, person_from_name,
-                                            progress_summary, same_person_rate, smile_progress, summarise_edit,
-                                            summarise_transfer)
+from stoic_cli.evaluation.attribute_eval import evaluate_edit, parse_amounts, summarise_edit
+from stoic_cli.evaluation.measures import attribute_measures, is_monotonic, progress
+from stoic_cli.evaluation.report import same_person_rate
+from stoic_cli.evaluation.sheets import worst_and_best
+from stoic_cli.evaluation.transfer_eval import (evaluate_transfer, expression_progress, person_from_file,
+                                                person_from_name, progress_summary, sheet_scores, smile_progress,
+                                                summarise_transfer)
 
 HERE = Path(__file__).resolve().parent
 LONDON = next((p for p in (HERE / "data" / "london", HERE.parent.parent / "shared" / "fixtures" / "london")
@@ -50,6 +54,16 @@ def test_smile_progress():
     assert smile_progress(None, 0.5, 0.8) is None and smile_progress(0.1, None, 0.8) is None
 
 
+def test_progress_towards_a_goal_in_each_direction():
+    assert progress(0.75, 0.25, 0.0, 0.1, direction=-1) == pytest.approx(2 / 3)  # down towards a neutral
+    assert progress(0.75, 0.25, 0.7, 0.1, direction=-1) is None  # the goal is not far enough below
+    assert progress(0.25, 0.75, 1.0, 0.1, direction=-1) is None  # the goal is above: not this direction
+    assert progress(0.25, 0.5, 0.75, 0.1, direction=0) == pytest.approx(0.5)  # either way
+    assert progress(0.75, 0.5, 0.25, 0.1, direction=0) == pytest.approx(0.5)
+    assert progress(0.25, 0.5, 0.3, 0.1, direction=0) is None
+    assert progress(0.25, None, 0.75, 0.1) is None
+
+
 def test_expression_progress_measures_any_expression_along_the_line():
     neutral = {"_neutral": 0.9, "jawOpen": 0.0, "browInnerUp": 0.1, "eyeBlinkLeft": 0.8}
     surprise = {"_neutral": 0.1, "jawOpen": 0.6, "browInnerUp": 0.9, "eyeBlinkLeft": 0.0}
@@ -68,9 +82,9 @@ def test_expression_progress_measures_any_expression_along_the_line():
 def test_transfer_sheet_ranks_other_expressions_by_the_whole_expression():
     smiles = [{"smile_progress": 0.8, "expression_progress": 0.5}, {"smile_progress": None, "expression_progress": 0.2}]
     others = [{"smile_progress": None, "expression_progress": 0.3}] * 3 + [{"smile_progress": 4.2, "expression_progress": 0.1}]
-    assert _sheet_scores(smiles) == [0.8, None]
-    assert _sheet_scores(others) == [0.3, 0.3, 0.3, 0.1]
-    assert _sheet_scores([{"smile_progress": 0.5}]) == [0.5]  # rows from before whole-expression progress
+    assert sheet_scores(smiles) == [0.8, None]
+    assert sheet_scores(others) == [0.3, 0.3, 0.3, 0.1]
+    assert sheet_scores([{"smile_progress": 0.5}]) == [0.5]  # rows from before whole-expression progress
 
 
 def test_progress_summary_and_bar():
@@ -168,9 +182,12 @@ def test_summaries_on_synthetic_rows():
 
 
 def test_sheet_picks():
-    assert [i for _, i in _pick([0.5, None, 0.1], 2)] == [2, 0, 1]  # all, lowest first, unscored last
-    picks = _pick([0.5, 0.1, 0.9, 0.3, 0.7, None], 2)
+    assert [i for _, i in worst_and_best([0.5, None, 0.1], 2)] == [2, 0, 1]  # all, lowest first, unscored last
+    picks = worst_and_best([0.5, 0.1, 0.9, 0.3, 0.7, None], 2)
     assert picks == [("worst", 1), ("worst", 3), ("best", 2), ("best", 4)]
+    # Without unscored rows (the neutralization sheet), unless nothing is scored at all.
+    assert worst_and_best([0.5, None, 0.1], 2, unscored=False) == [("", 2), ("", 0)]
+    assert worst_and_best([None, None, None], 1, unscored=False) == [("", 0), ("", 1)]
 
 
 # --------------------------------------------------------------------------- end to end

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from stoic_cli.evaluation.judges import expression_intensity, sharpness, smile
-from stoic_cli.evaluation.neutralize_eval import Pair, evaluate_neutralize, evaluate_outputs, load_pairs, make_sheet
+from stoic_cli.evaluation.neutralize_eval import Pair, evaluate_neutralize, evaluate_outputs, load_pairs
+from stoic_cli.evaluation.report import clean, fmt, rate, stat, table
+from stoic_cli.evaluation.sheets import make_sheet
 from stoic_cli.face.images import load_photo
 
 HERE = Path(__file__).resolve().parent
@@ -169,3 +171,18 @@ def test_make_sheet_mixed_sizes(tmp_path):
     sheet = np.asarray(Image.open(path))
     assert sheet.shape[0] == (18 + 4) + (2 * 18 + 4 + 160 + 4)
     assert sheet.shape[1] == 4 + (120 + 4) + (160 + 4) + (160 + 4)
+
+
+# --------------------------------------------------------------------------- report layer
+
+def test_summaries_tables_and_numbers():
+    assert stat([1.0, None, float("nan"), 3.0, float("inf")]) == {"mean": 2.0, "median": 2.0, "n": 2}
+    assert stat([]) == {"mean": None, "median": None, "n": 0}
+    assert rate([True, None, False, float("nan")]) == {"rate": 0.5, "n": 2}
+    assert rate([0.2, 0.9], lambda v: v > 0.5) == {"rate": 0.5, "n": 2}
+    assert clean({"a": np.float32(0.1234567), "b": [np.int64(3), float("nan")]}) == {"a": 0.12346, "b": [3, None]}
+    assert fmt(0.12345) == "0.123" and fmt(0.5, True) == "50.0 %" and fmt(None) == "-"
+    assert fmt(float("nan"), missing="n/a") == "n/a"
+    assert table(["", "mean", "n"], [["a", "0.500", 3], ["b", "-", ""]]) == [
+        "| | mean | n |", "|---|---:|---:|", "| a | 0.500 | 3 |", "| b | - | |"]
+    assert table(["x", "y"], [], align="lc") == ["| x | y |", "|---|:-:|"]

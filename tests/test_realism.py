@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from stoic_cli.evaluation import realism
-from stoic_cli.evaluation.realism import (PATCH_SIZE, RealismPair, age_band, blur, by_group, detectability_auc,
+from stoic_cli.evaluation.realism import (PATCH_SIZE, RealismPair, age_band, blur, detectability_auc,
                                           detectability_controls, mouth_patch, mouth_sharpness, person_folds,
                                           realism_markdown, realism_report)
+from stoic_cli.evaluation.report import by_group
 
 from .conftest import LONDON, LONDON_NAMES
 

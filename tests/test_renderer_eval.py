@@ -9,14 +9,18 @@ DATASETS = REPO.parent / "shared" / "datasets"
 
 
 def test_ratio_and_summaries():
-    from stoic_cli.evaluation.renderer_eval import _rate, _ratio, _summary
+    import math
 
-    assert _ratio(0.9, 0.1, 0.0) == pytest.approx(0.8 / 0.9)  # smile removed 89 % of the way
-    assert _ratio(0.1, 0.5, 0.9) == pytest.approx(0.5)  # smile added halfway
-    assert _ratio(0.3, 0.1, 0.35) is None  # the real photos barely differ: not measured
-    assert _ratio(None, 0.1, 0.0) is None
-    assert _summary([1.0, None, 3.0]) == {"n": 2, "mean": 2.0, "median": 2.0}
-    assert _rate([True, False, None, True])["rate"] == pytest.approx(2 / 3)
+    from stoic_cli.evaluation.renderer_eval import compact_rate, compact_stat, share_of_way
+
+    assert share_of_way(0.9, 0.1, 0.0) == pytest.approx(0.8 / 0.9)  # smile removed 89 % of the way
+    assert share_of_way(0.1, 0.5, 0.9) == pytest.approx(0.5)  # smile added halfway
+    assert share_of_way(0.3, 0.1, 0.35) is None  # the real photos barely differ: not measured
+    assert share_of_way(None, 0.1, 0.0) is None
+    assert compact_stat([1.0, None, 3.0]) == {"n": 2, "mean": 2.0, "median": 2.0}
+    assert compact_stat([None, float("nan")]) == {"n": 0}
+    assert compact_rate([True, False, None, True])["rate"] == pytest.approx(2 / 3)
+    assert compact_rate([None])["n"] == 0 and math.isnan(compact_rate([None])["rate"])
 
 
 @pytest.mark.skipif(not (DATASETS / "taiwanese").is_dir(), reason="the shared datasets are not here")

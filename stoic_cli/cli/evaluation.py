@@ -135,7 +135,7 @@ def transfer(
           --inputs ../shared/fixtures/london/*_neutral.jpg -o reports/transfer
       stoic eval transfer --refs a.jpg --refs b.jpg --inputs faces/ --alpha 1.5 --models runs/export
     """
-    from stoic_cli.evaluation.edit_eval import evaluate_transfer, person_from_file, person_from_name, \
+    from stoic_cli.evaluation.transfer_eval import evaluate_transfer, person_from_file, person_from_name, \
         transfer_markdown
 
     rules = {"name": person_from_name, "file": person_from_file}
@@ -193,7 +193,7 @@ def edit(
       stoic eval edit --attr surprise --amounts 0..1:6 faces/ --models runs/export
       stoic eval edit -a smile -a surprise --amounts 0..1:5 faces/ -o reports/edit   one subfolder each
     """
-    from stoic_cli.evaluation.edit_eval import edit_markdown, evaluate_edit, parse_amounts
+    from stoic_cli.evaluation.attribute_eval import edit_markdown, evaluate_edit, parse_amounts
     from stoic_cli.runtime.models import ModelNotFound
 
     try:

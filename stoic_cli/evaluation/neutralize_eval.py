@@ -5,36 +5,37 @@ inputs and for the 25 % / 10 % most expressive ones, plus "expression removed"
 (I(in) - I(out)) / (I(in) - I(neutral)): 100 % means the output is exactly as expressionless as
 the person's real neutral photo, 0 % means nothing changed.
 
-Table 2, identity (dlib distance, same person below 0.6): positive pair (input vs true neutral),
-output vs input, output vs true neutral, and the negative pair, output vs *other* people's
-neutrals. The negative pair is reported two ways: the mean over every other person's neutral
-image, and the nearest one (the hardest impostor). Verification rate: output vs true neutral
-< 0.6. 1:2 recognition: over every (output, other person's neutral) comparison, the fraction
-where the output is closer to its own neutral.
+Table 2, identity (dlib distance, same person below SAME_PERSON): positive pair (input vs true
+neutral), output vs input, output vs true neutral, and the negative pair, output vs *other*
+people's neutrals. The negative pair is reported two ways: the mean over every other person's
+neutral image, and the nearest one (the hardest impostor). Verification rate: output vs true
+neutral below SAME_PERSON. 1:2 recognition: over every (output, other person's neutral)
+comparison, the fraction where the output is closer to its own neutral.
 
 Sharpness: Laplacian variance of the output over that of the input, inside the input's face box.
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import cv2
 import numpy as np
 
-from stoic_cli.evaluation.judges import (SAME_PERSON, expression_intensity, sharpness, smile)
+from stoic_cli.evaluation.judges import SAME_PERSON, distance, sharpness
+from stoic_cli.evaluation.looks import Look, look, with_judges
+from stoic_cli.evaluation.measures import progress
+from stoic_cli.evaluation.report import finish_report, fmt, rate, stat, table
+from stoic_cli.evaluation.sheets import make_sheet, worst_and_best
 from stoic_cli.face.images import IMAGE_EXTENSIONS, Photo, load_photo, save_rgb
 
 NeutralizeFn = Callable[[Photo], np.ndarray]
 
 EXPRESSION_EPS = 0.1  # I(in) - I(neutral) below this is noise: the ratio would be meaningless
 SMILING = 0.1  # an input "smiles" when its smile score exceeds its neutral's by this much
-SHEET_HEIGHT = 160
 
 
 @dataclass(frozen=True)
@@ -112,48 +113,6 @@ def _pairs_from_folder(folder: Path) -> list[Pair]:
     return pairs
 
 
-# --------------------------------------------------------------------------- judging
-
-def _face_region(box, shape, margin: float = 0.4) -> tuple[int, int, int, int]:
-    """Square around a face box with some hair and chin, for thumbnails."""
-    h, w = shape[:2]
-    if box is None:
-        return 0, 0, w, h
-    x1, y1, x2, y2 = box
-    cx, cy, side = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    a, b = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    c, d = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-    return (a, b, c, d) if c > a and d > b else (0, 0, w, h)
-
-
-def _thumb(rgb: np.ndarray, region, height: int = SHEET_HEIGHT) -> np.ndarray:
-    x1, y1, x2, y2 = region
-    crop = rgb[y1:y2, x1:x2]
-    width = max(1, round(crop.shape[1] * height / crop.shape[0]))
-    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
-
-
-class _Judged:
-    """Descriptor, box, expression of one image."""
-
-    def __init__(self, rgb: np.ndarray, identity, expression, box=None):
-        found = identity.analyze(rgb, box)
-        self.descriptor, self.box = (None, None) if found is None else found
-        bs = expression.blendshapes(rgb)
-        self.intensity, self.smile = expression_intensity(bs), smile(bs)
-        self.thumb = _thumb(rgb, _face_region(self.box if box is None else box, rgb.shape))
-
-
-def _ratio(num, den, floor):
-    if num is None or den is None or den <= floor:
-        return None
-    return num / den
-
-
-def _dist(a, b):
-    return None if a is None or b is None else float(np.linalg.norm(a - b))
-
-
 def evaluate_outputs(items: Iterable[tuple], out_dir: str | Path | None = None, identity=None, expression=None,
                      *, failures: Sequence[tuple[Pair, str]] = (), eps: float = EXPRESSION_EPS,
                      sheet_rows: int = 4, settings: dict | None = None,
@@ -163,33 +122,27 @@ def evaluate_outputs(items: Iterable[tuple], out_dir: str | Path | None = None, 
     pairs that produced no output; their neutrals still join the identity gallery (it is read
     after `items` is exhausted, so a generator may append to it). Writes report.json,
     report.md and contact_sheet.png into out_dir when given; returns the report dict."""
-    from stoic_cli.evaluation.judges import ExpressionJudge, IdentityJudge
-
-    owned = expression is None  # close what we open: MediaPipe holds native resources
-    identity = identity or IdentityJudge()
-    expression = expression or ExpressionJudge()
-    try:
+    def work(identity, expression):
         return _evaluate(items, out_dir, identity, expression, failures, eps, sheet_rows, settings, tick)
-    finally:
-        if owned:
-            expression.close()
+
+    return with_judges(identity, expression, work)
 
 
 def _evaluate(items, out_dir, identity, expression, failures, eps, sheet_rows, settings, tick) -> dict:
-    neutrals: dict[Path, _Judged] = {}
+    neutrals: dict[Path, Look] = {}
 
-    def neutral(path: Path) -> _Judged:
+    def neutral(path: Path) -> Look:
         if path not in neutrals:
-            neutrals[path] = _Judged(load_photo(path).rgb, identity, expression)
+            neutrals[path] = look(load_photo(path).rgb, identity, expression)
         return neutrals[path]
 
     rows, judged = [], []
     for item in items:
         pair, out = item[0], np.asarray(item[1], dtype=np.uint8)
         inp_rgb = load_photo(pair.input).rgb
-        j_in = _Judged(inp_rgb, identity, expression)
+        j_in = look(inp_rgb, identity, expression)
         # Same geometry as the input (the pipeline pastes back in place): its box picks the face.
-        j_out = _Judged(out, identity, expression, box=j_in.box)
+        j_out = look(out, identity, expression, box=j_in.box)
         j_neu = neutral(pair.neutral)
         s_in, s_out = sharpness(inp_rgb, j_in.box), sharpness(out, j_in.box)
         rows.append({
@@ -197,12 +150,14 @@ def _evaluate(items, out_dir, identity, expression, failures, eps, sheet_rows, s
             "output": str(item[2]) if len(item) > 2 else None,
             "intensity_in": j_in.intensity, "intensity_out": j_out.intensity, "intensity_neutral": j_neu.intensity,
             "smile_in": j_in.smile, "smile_out": j_out.smile, "smile_neutral": j_neu.smile,
-            "expression_removed": _ratio(_sub(j_in.intensity, j_out.intensity), _sub(j_in.intensity, j_neu.intensity), eps),
-            "smile_removed": _ratio(_sub(j_in.smile, j_out.smile), _sub(j_in.smile, j_neu.smile), SMILING),
-            "id_in_vs_neutral": _dist(j_in.descriptor, j_neu.descriptor),
-            "id_out_vs_in": _dist(j_out.descriptor, j_in.descriptor),
-            "id_out_vs_neutral": _dist(j_out.descriptor, j_neu.descriptor),
-            "sharpness_in": s_in, "sharpness_out": s_out, "sharpness_ratio": _ratio(s_out, s_in, 1e-9),
+            # The share of the way down from the input to the person's real neutral.
+            "expression_removed": progress(j_in.intensity, j_out.intensity, j_neu.intensity, eps, direction=-1),
+            "smile_removed": progress(j_in.smile, j_out.smile, j_neu.smile, SMILING, direction=-1),
+            "id_in_vs_neutral": distance(j_in.descriptor, j_neu.descriptor),
+            "id_out_vs_in": distance(j_out.descriptor, j_in.descriptor),
+            "id_out_vs_neutral": distance(j_out.descriptor, j_neu.descriptor),
+            "sharpness_in": s_in, "sharpness_out": s_out,
+            "sharpness_ratio": s_out / s_in if s_in is not None and s_out is not None and s_in > 1e-9 else None,
         })
         judged.append((pair, j_in, j_out))
         if tick:
@@ -219,37 +174,27 @@ def _evaluate(items, out_dir, identity, expression, failures, eps, sheet_rows, s
         for tag, desc in (("out", j_out.descriptor), ("in", j_in.descriptor)):
             _gallery_stats(row, tag, desc, own, others)
 
-    report = _summarise(rows, eps)
-    report["settings"] = {"same_person_threshold": SAME_PERSON, "expression_eps": eps, "smiling_margin": SMILING,
-                          "negative_pair": "mean over every other person's neutral image (and the nearest one)",
-                          **(settings or {})}
-    report["counts"] = {"pairs": len(rows) + len(failures), "evaluated": len(rows), "failed": len(failures),
-                        "people": len({p.person for p, *_ in judged} | {p.person for p, _ in failures}),
-                        "no_face_dlib": {"in": sum(a.descriptor is None for _, a, _ in judged),
-                                         "out": sum(b.descriptor is None for *_, b in judged),
-                                         "neutral": sum(n.descriptor is None for n in neutrals.values())},
-                        "no_face_mediapipe": {k: sum(r[f"intensity_{k}"] is None for r in rows)
-                                              for k in ("in", "out", "neutral")}}
-    report["failures"] = [{"input": str(p.input), "error": msg} for p, msg in failures]
-    report["rows"] = rows
-    report = _clean(report)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-        (out_dir / "report.md").write_text(markdown(report))
-        _contact_sheet(rows, judged, neutrals, out_dir / "contact_sheet.png", sheet_rows)
-    return report
-
-
-def _sub(a, b):
-    return None if a is None or b is None else a - b
+    settings = {"same_person_threshold": SAME_PERSON, "expression_eps": eps, "smiling_margin": SMILING,
+                "negative_pair": "mean over every other person's neutral image (and the nearest one)",
+                **(settings or {})}
+    counts = {"pairs": len(rows) + len(failures), "evaluated": len(rows), "failed": len(failures),
+              "people": len({p.person for p, *_ in judged} | {p.person for p, _ in failures}),
+              "no_face_dlib": {"in": sum(a.descriptor is None for _, a, _ in judged),
+                               "out": sum(b.descriptor is None for *_, b in judged),
+                               "neutral": sum(n.descriptor is None for n in neutrals.values())},
+              "no_face_mediapipe": {k: sum(r[f"intensity_{k}"] is None for r in rows)
+                                    for k in ("in", "out", "neutral")}}
+    # The sheet ranks the unrounded rows, which the report keeps only rounded.
+    sheet = (lambda report: _contact_sheet(rows, judged, neutrals, Path(out_dir) / "contact_sheet.png", sheet_rows))
+    return finish_report(_summarise(rows), settings=settings, counts=counts,
+                         failures=[{"input": str(p.input), "error": msg} for p, msg in failures], rows=rows,
+                         out_dir=out_dir, markdown=markdown, sheet=sheet)
 
 
 def _gallery_stats(row: dict, tag: str, desc, own, others) -> None:
     """Negative-pair distances and 1:2 wins of one face against the other people's neutrals."""
-    d_own = _dist(desc, own)
-    d_others = [(person, _dist(desc, d)) for person, d in others] if desc is not None else []
+    d_own = distance(desc, own)
+    d_others = [(person, distance(desc, d)) for person, d in others] if desc is not None else []
     row[f"id_{tag}_vs_others_mean"] = float(np.mean([d for _, d in d_others])) if d_others else None
     nearest = min(d_others, key=lambda t: t[1]) if d_others else (None, None)
     row[f"id_{tag}_vs_nearest_other"], row[f"nearest_other_{tag}"] = nearest[1], nearest[0]
@@ -298,36 +243,27 @@ def evaluate_neutralize(pairs: Sequence[Pair], neutralize_fn: NeutralizeFn, out_
 
 # --------------------------------------------------------------------------- summary
 
-def _stat(values) -> dict:
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return {"mean": float(np.mean(v)) if v else None, "median": float(np.median(v)) if v else None, "n": len(v)}
-
-
 def _top(rows: list[dict], fraction: float) -> list[dict]:
     """The most expressive `fraction` of inputs (at least one)."""
     ranked = sorted((r for r in rows if r["intensity_in"] is not None), key=lambda r: -r["intensity_in"])
     return ranked[: max(1, math.ceil(len(ranked) * fraction))] if ranked else []
 
 
-def _summarise(rows: list[dict], eps: float) -> dict:
+def _summarise(rows: list[dict]) -> dict:
     expression = {}
     for name, subset in (("all", rows), ("top25", _top(rows, 0.25)), ("top10", _top(rows, 0.10))):
         expression[name] = {"n": len(subset),
-                            **{k: _stat(r[f"intensity_{k}"] for r in subset) for k in ("in", "out", "neutral")},
-                            "removed": _stat(r["expression_removed"] for r in subset)}
-    expression["smile"] = {"n": len(rows), **{k: _stat(r[f"smile_{k}"] for r in rows) for k in ("in", "out", "neutral")},
-                           "removed": _stat(r["smile_removed"] for r in rows)}
-
-    def rate(values, test):
-        v = [x for x in values if x is not None]
-        return {"rate": sum(map(test, v)) / len(v) if v else None, "n": len(v)}
+                            **{k: stat(r[f"intensity_{k}"] for r in subset) for k in ("in", "out", "neutral")},
+                            "removed": stat(r["expression_removed"] for r in subset)}
+    expression["smile"] = {"n": len(rows), **{k: stat(r[f"smile_{k}"] for r in rows) for k in ("in", "out", "neutral")},
+                           "removed": stat(r["smile_removed"] for r in rows)}
 
     def one_to_two(tag):
         done = [r for r in rows if r[f"comparisons_1to2_{tag}"]]
         total = sum(r[f"comparisons_1to2_{tag}"] for r in done)
         return {"rate": sum(r[f"wins_1to2_{tag}"] for r in done) / total if total else None, "n": total}
 
-    identity = {k: _stat(r[k] for r in rows) for k in (
+    identity = {k: stat(r[k] for r in rows) for k in (
         "id_in_vs_neutral", "id_out_vs_in", "id_out_vs_neutral", "id_out_vs_others_mean",
         "id_out_vs_nearest_other", "id_in_vs_others_mean", "id_in_vs_nearest_other")}
     identity["verification_out"] = rate((r["id_out_vs_neutral"] for r in rows), lambda d: d < SAME_PERSON)
@@ -335,27 +271,10 @@ def _summarise(rows: list[dict], eps: float) -> dict:
     identity["recognition_1to2_out"] = one_to_two("out")
     identity["recognition_1to2_in"] = one_to_two("in")
     return {"expression": expression, "identity": identity,
-            "sharpness": {"ratio": _stat(r["sharpness_ratio"] for r in rows)}}
+            "sharpness": {"ratio": stat(r["sharpness_ratio"] for r in rows)}}
 
 
-def _clean(obj):
-    """JSON-safe: numpy scalars to Python, NaN/inf to null, floats rounded."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return round(float(obj), 5) if math.isfinite(obj) else None
-    return obj
-
-
-def _f(x, pct: bool = False) -> str:
-    if x is None:
-        return "-"
-    return f"{100 * x:.1f} %" if pct else f"{x:.3f}"
-
+# --------------------------------------------------------------------------- markdown and sheet
 
 def markdown(report: dict) -> str:
     e, i, c = report["expression"], report["identity"], report["counts"]
@@ -363,97 +282,49 @@ def markdown(report: dict) -> str:
              f"{c['evaluated']} pairs evaluated ({c['failed']} failed), {c['people']} people. "
              f"Expression: MediaPipe blendshape sum (no blinks, no gaze); identity: dlib distance "
              f"(same person below {SAME_PERSON}).", "",
-             "## Table 1: expression intensity", "",
-             "| inputs | n | input | output | true neutral | expression removed (mean / median, n) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "## Table 1: expression intensity", ""]
     names = {"all": "all", "top25": "25 % most expressive", "top10": "10 % most expressive", "smile": "smile score"}
-    for key, label in names.items():
-        s = e[key]
-        lines.append(f"| {label} | {s['n']} | {_f(s['in']['mean'])} | {_f(s['out']['mean'])} | "
-                     f"{_f(s['neutral']['mean'])} | {_f(s['removed']['mean'], True)} / "
-                     f"{_f(s['removed']['median'], True)} ({s['removed']['n']}) |")
+    lines += table(["inputs", "n", "input", "output", "true neutral", "expression removed (mean / median, n)"], [
+        [label, e[key]["n"], fmt(e[key]["in"]["mean"]), fmt(e[key]["out"]["mean"]), fmt(e[key]["neutral"]["mean"]),
+         f"{fmt(e[key]['removed']['mean'], True)} / {fmt(e[key]['removed']['median'], True)} "
+         f"({e[key]['removed']['n']})"] for key, label in names.items()])
     lines += ["", f"Expression removed = (I(in) - I(out)) / (I(in) - I(neutral)), over inputs more expressive than "
               f"their neutral by > {report['settings']['expression_eps']}; for the smile, over inputs smiling "
               f"> {report['settings']['smiling_margin']} more than their neutral.", "",
-              "## Table 2: identity (dlib distance)", "",
-              "| comparison | mean | median | n |", "|---|---:|---:|---:|"]
-    for key, label in (("id_in_vs_neutral", "positive pair: input vs true neutral"),
-                       ("id_out_vs_in", "output vs input"), ("id_out_vs_neutral", "output vs true neutral"),
-                       ("id_out_vs_others_mean", "negative pair: output vs other people's neutrals (mean)"),
-                       ("id_out_vs_nearest_other", "output vs nearest other person's neutral"),
-                       ("id_in_vs_others_mean", "input vs other people's neutrals (mean)")):
-        s = i[key]
-        lines.append(f"| {label} | {_f(s['mean'])} | {_f(s['median'])} | {s['n']} |")
-    lines += ["", "| rate | output | input (baseline) |", "|---|---:|---:|",
-              f"| verification @ {SAME_PERSON} (vs true neutral) | {_f(i['verification_out']['rate'], True)} | "
-              f"{_f(i['verification_in']['rate'], True)} |",
-              f"| 1:2 recognition (own neutral closer than another person's) | "
-              f"{_f(i['recognition_1to2_out']['rate'], True)} | {_f(i['recognition_1to2_in']['rate'], True)} |",
-              "", "## Sharpness", "",
-              f"Laplacian variance output / input over the input's face box: mean "
-              f"{_f(report['sharpness']['ratio']['mean'])}, median {_f(report['sharpness']['ratio']['median'])} "
-              f"(n = {report['sharpness']['ratio']['n']}; below 1 = blurrier).", ""]
+              "## Table 2: identity (dlib distance)", ""]
+    lines += table(["comparison", "mean", "median", "n"], [
+        [label, fmt(i[key]["mean"]), fmt(i[key]["median"]), i[key]["n"]]
+        for key, label in (("id_in_vs_neutral", "positive pair: input vs true neutral"),
+                           ("id_out_vs_in", "output vs input"), ("id_out_vs_neutral", "output vs true neutral"),
+                           ("id_out_vs_others_mean", "negative pair: output vs other people's neutrals (mean)"),
+                           ("id_out_vs_nearest_other", "output vs nearest other person's neutral"),
+                           ("id_in_vs_others_mean", "input vs other people's neutrals (mean)"))])
+    lines += [""] + table(["rate", "output", "input (baseline)"], [
+        [f"verification @ {SAME_PERSON} (vs true neutral)", fmt(i["verification_out"]["rate"], True),
+         fmt(i["verification_in"]["rate"], True)],
+        ["1:2 recognition (own neutral closer than another person's)", fmt(i["recognition_1to2_out"]["rate"], True),
+         fmt(i["recognition_1to2_in"]["rate"], True)]])
+    sharp = report["sharpness"]["ratio"]
+    lines += ["", "## Sharpness", "",
+              f"Laplacian variance output / input over the input's face box: mean {fmt(sharp['mean'])}, median "
+              f"{fmt(sharp['median'])} (n = {sharp['n']}; below 1 = blurrier).", ""]
     if report["failures"]:
         lines += ["## Failed inputs", ""] + [f"- {f['input']}: {f['error']}" for f in report["failures"]] + [""]
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- contact sheets
-
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-FONT_SCALE, LINE = 0.45, 18
-
-
-def make_sheet(rows: Sequence[Sequence[np.ndarray | None]], path: str | Path, labels: Sequence[str | Sequence[str]],
-               titles: Sequence[str] | None = None, height: int = SHEET_HEIGHT, gap: int = 4) -> Path:
-    """Contact sheet: each row is a strip of RGB images (e.g. input | output | true neutral)
-    scaled to `height`, under its label (a string or a list of lines). `titles` name the columns.
-    None in a row leaves a grey tile."""
-    strips = []
-    for row in rows:
-        tiles = [np.full((height, height, 3), 200, np.uint8) if im is None else
-                 cv2.resize(np.asarray(im, np.uint8), (max(1, round(im.shape[1] * height / im.shape[0])), height),
-                            interpolation=cv2.INTER_AREA) for im in row]
-        strips.append(tiles)
-    line_sets = [[lab] if isinstance(lab, str) else list(lab) for lab in labels]
-    text_w = max((cv2.getTextSize(t, FONT, FONT_SCALE, 1)[0][0] + 2 * gap for ls in line_sets for t in ls), default=0)
-    width = max([sum(t.shape[1] + gap for t in s) + gap for s in strips] + [text_w])
-    blocks = []
-    if titles:
-        band = np.full((LINE + gap, width, 3), 255, np.uint8)
-        x = gap
-        for title, tile in zip(titles, strips[0] if strips else []):
-            cv2.putText(band, title, (x, LINE - 4), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
-            x += tile.shape[1] + gap
-        blocks.append(band)
-    for tiles, lines in zip(strips, line_sets + [[]] * (len(strips) - len(line_sets))):
-        block = np.full((len(lines) * LINE + gap + height + gap, width, 3), 255, np.uint8)
-        for k, text in enumerate(lines):
-            cv2.putText(block, text, (gap, (k + 1) * LINE - 4), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
-        x, y = gap, len(lines) * LINE + gap
-        for tile in tiles:
-            block[y:y + height, x:x + tile.shape[1]] = tile
-            x += tile.shape[1] + gap
-        blocks.append(block)
-    return save_rgb(np.concatenate(blocks) if blocks else np.full((height, height, 3), 255, np.uint8), path)
-
-
 def _contact_sheet(rows, judged, neutrals, path: Path, k: int) -> Path:
-    """Worst and best k rows by expression removed (all of them when there are few)."""
-    order = sorted((i for i, r in enumerate(rows) if r["expression_removed"] is not None),
-                   key=lambda i: rows[i]["expression_removed"])
-    if len(order) > 2 * k:
-        picks = [("worst", n, i) for n, i in enumerate(order[:k])] + \
-                [("best", n, i) for n, i in enumerate(reversed(order[-k:]))]
-    else:
-        picks = [("rank", n, i) for n, i in enumerate(order)] or [("n/a", n, i) for n, i in enumerate(range(min(len(rows), 2 * k)))]
-    sheet_rows, labels = [], []
-    for tag, n, i in picks:
+    """input | output | true neutral, worst and best k rows by expression removed (all of them
+    when there are few); each kind of row numbered on its own."""
+    tiles, labels, numbers = [], [], {}
+    for tag, i in worst_and_best([r["expression_removed"] for r in rows], k, unscored=False):
         r, (pair, j_in, j_out) = rows[i], judged[i]
-        sheet_rows.append([j_in.thumb, j_out.thumb, neutrals[pair.neutral].thumb])
-        labels.append([f"{tag} {n + 1}: {pair.input.name}  removed {_f(r['expression_removed'], True)}",
-                       f"I {_f(r['intensity_in'])} -> {_f(r['intensity_out'])} (true {_f(r['intensity_neutral'])})"
-                       f"  smile {_f(r['smile_in'])} -> {_f(r['smile_out'])}",
-                       f"id out-true {_f(r['id_out_vs_neutral'])}  out-in {_f(r['id_out_vs_in'])}"
-                       f"  sharp x{_f(r['sharpness_ratio'])}"])
-    return make_sheet(sheet_rows, path, labels, titles=["input", "output", "true neutral"])
+        tag = tag or ("rank" if r["expression_removed"] is not None else "n/a")
+        numbers[tag] = n = numbers.get(tag, 0) + 1
+        tiles.append([j_in.thumb, j_out.thumb, neutrals[pair.neutral].thumb])
+        labels.append([f"{tag} {n}: {pair.input.name}  removed {fmt(r['expression_removed'], True)}",
+                       f"I {fmt(r['intensity_in'])} -> {fmt(r['intensity_out'])} (true {fmt(r['intensity_neutral'])})"
+                       f"  smile {fmt(r['smile_in'])} -> {fmt(r['smile_out'])}",
+                       f"id out-true {fmt(r['id_out_vs_neutral'])}  out-in {fmt(r['id_out_vs_in'])}"
+                       f"  sharp x{fmt(r['sharpness_ratio'])}"])
+    return make_sheet(tiles, path, labels, titles=["input", "output", "true neutral"])

@@ -1,8 +1,8 @@
 """Realism of edited photos, measured on the mouth (where expression edits change most):
 sharpness against the person's real photo of the target expression, and how well a simple
 detector (HOG + logistic regression, cross-validated by person) tells outputs from real photos.
-Two controls give that AUC its scale: the real photos re-saved as JPEG (should be ~0.5) and
-blurred (should be ~1).
+Two controls give that AUC its scale: the real photos re-saved as JPEG (a change no one should
+see: near chance) and blurred (a change anyone sees: near certain).
 
 dlib and scikit-learn are imported lazily, as in judges.py: the patch and sharpness helpers work
 on plain arrays without the eval extra."""
@@ -17,10 +17,11 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from stoic_cli.evaluation.judges import _missing, dlib_face_boxes, pick_faces
+from stoic_cli.evaluation.judges import dlib_face_boxes, extra_missing, pick_faces
+from stoic_cli.evaluation.report import by_group, fmt
 
-# HOG needs (window - 16) divisible by 8; 96 x 56 is the nearest to 1.5 : 0.9 at the
-# ~60 px eye distance of 400 px portraits, so those patches are barely resampled.
+# HOG needs (window - 16) divisible by 8; 96 x 56 is the nearest such size to 1.5 : 0.9 eye
+# distances at the eye distance of the datasets' portraits, so those patches are barely resampled.
 PATCH_SIZE = (96, 56)  # width, height
 PATCH_WIDTH, PATCH_HEIGHT = 1.5, 0.9  # in eye distances
 JPEG_QUALITY, BLUR_SIGMA = 70, 1.5
@@ -36,10 +37,10 @@ class MouthJudge:
             import dlib
             import face_recognition_models as frm
         except ImportError as exc:
-            raise _missing("dlib / face_recognition_models", exc) from exc
+            raise extra_missing("dlib / face_recognition_models", exc) from exc
         path = Path(frm.pose_predictor_model_location())
         if not path.exists():
-            raise _missing(f"dlib's 68-point model ({path})")
+            raise extra_missing(f"dlib's 68-point model ({path})")
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(path))
@@ -99,7 +100,7 @@ def _sklearn():
         from sklearn.model_selection import GroupKFold
         from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
-        raise _missing("scikit-learn", exc) from exc
+        raise extra_missing("scikit-learn", exc) from exc
     return LogisticRegression, roc_auc_score, GroupKFold, StandardScaler
 
 
@@ -215,18 +216,6 @@ def age_band(age) -> str:
     return "<20" if age < 20 else "20-39" if age < 40 else "40-59" if age < 60 else "60+"
 
 
-def by_group(rows: Iterable[dict], key: str | Callable[[dict], object],
-             summarise: Callable[[list[dict]], dict]) -> dict[str, dict]:
-    """rows split by `key` (a row's field, or a function of the row; missing = "unknown"),
-    each group summarised; groups in sorted order."""
-    get = key if callable(key) else (lambda row: row.get(key))
-    groups: dict[str, list[dict]] = {}
-    for row in rows:
-        value = get(row)
-        groups.setdefault("unknown" if value is None or value == "" else str(value), []).append(row)
-    return {name: summarise(groups[name]) for name in sorted(groups)}
-
-
 def _auc(real_scores, fake_scores) -> float:
     if not len(real_scores) or not len(fake_scores):
         return math.nan
@@ -292,7 +281,7 @@ def realism_report(pairs: Iterable[RealismPair | tuple], judge: MouthJudge | Non
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+    return fmt(value, missing="n/a")
 
 
 def realism_markdown(report: dict) -> str:
