@@ -59,13 +59,14 @@ def neutralize(
 
 
 def _input_files(paths: List[Path], recursive: bool, what: str) -> List[Path]:
-    from stoic_cli.batch import expand_inputs
+    from stoic_cli.batch import expand_inputs, is_image
 
     missing = [p for p in paths if not p.exists()]
     if missing:
         err.print(f"[red]error:[/] {what} {escape(str(missing[0]))} not found")
         raise typer.Exit(2)
-    files = [f for f, _ in expand_inputs(paths, recursive)]
+    # Files named are kept whatever they are (a bad one is reported); folders give their images.
+    files = [f for f, root in expand_inputs(paths, recursive) if root is None or is_image(f)]
     if not files:
         err.print(f"[red]error:[/] no images found in the given {what}s")
         raise typer.Exit(2)
