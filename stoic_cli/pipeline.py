@@ -12,7 +12,7 @@ import numpy as np
 
 from stoic_cli.edit.edits import Edit, Reference
 from stoic_cli.face.alignment import align_face, encoder_sized
-from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, FaceDetector, usable_faces
+from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, FaceDetector, Skipped, usable_faces
 from stoic_cli.face.images import Photo
 from stoic_cli.render.pasteback import render_face
 from stoic_cli.runtime.models import FaceModels
@@ -32,7 +32,7 @@ class FaceEdit:
 class EditResult:
     rgb: np.ndarray
     faces: list[FaceEdit] = field(default_factory=list)
-    skipped_small: int = 0
+    skipped: Skipped = field(default_factory=Skipped)  # faces found but left alone
 
 
 class Pipeline:
@@ -44,9 +44,9 @@ class Pipeline:
         self.size = models.image_size  # the encoder's input
         self.render_size = models.render_size  # the renderer's input
 
-    def find_faces(self, photo: Photo, largest: bool = False) -> tuple[list[Face], int]:
-        """The usable faces (largest first) and the number too small; raises NoFaceError."""
-        return usable_faces(self.detector.detect(photo.rgb), self.min_eye_distance, largest)
+    def find_faces(self, photo: Photo, largest: bool = False) -> tuple[list[Face], Skipped]:
+        """The usable faces (largest first) and those skipped; raises NoFaceError."""
+        return usable_faces(self.detector.detect(photo.rgb), self.min_eye_distance, largest, photo.rgb.shape[:2])
 
     def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Own and neutral codes of aligned crops (any size; read at the encoder's)."""
@@ -74,7 +74,7 @@ class Pipeline:
         return EditResult(out, edits)
 
     def run(self, photo: Photo, edit: Edit, largest: bool = False) -> EditResult:
-        faces, small = self.find_faces(photo, largest)
+        faces, skipped = self.find_faces(photo, largest)
         result = self.apply(photo, faces, edit)
-        result.skipped_small = small
+        result.skipped = skipped
         return result

@@ -241,3 +241,23 @@ def test_version_and_short_help():
     assert res.exit_code == 0 and res.output.strip() == f"stoic {__version__}"
     res = run("neutralize", "-h")
     assert res.exit_code == 0 and "--strength" in res.output
+
+
+def test_faces_cut_off_by_the_frame_are_skipped_with_a_warning(shipped_models, photos, tmp_path):
+    a = np.asarray(Image.open(photos / "011_smiling.jpg").convert("RGB"))
+    b = np.asarray(Image.open(photos / "094_smiling.jpg").convert("RGB"))
+    h = min(a.shape[0], b.shape[0])
+    cut = int(b.shape[1] * 0.6)  # the second face loses its right cheek and eye to the frame
+    both = np.concatenate([a[:h], b[:h, :cut]], axis=1)
+    src = tmp_path / "two.png"
+    Image.fromarray(both).save(src)
+    res = run("neutralize", src, "-o", tmp_path / "out", "--models", shipped_models)
+    assert res.exit_code == 0, res.output
+    assert "1 face(s) cut off by the photo's edge skipped" in res.output
+    out = np.asarray(Image.open(tmp_path / "out" / "two_neutral.png"))
+    assert np.array_equal(out[:, a.shape[1]:], both[:, a.shape[1]:])  # the cut face is left alone
+    assert not np.array_equal(out[:, : a.shape[1]], both[:, : a.shape[1]])  # the whole one is edited
+    half = tmp_path / "half.png"
+    Image.fromarray(np.ascontiguousarray(b[:h, :cut])).save(half)
+    res = run("neutralize", half, "-o", tmp_path / "out", "--models", shipped_models)
+    assert res.exit_code == 1 and "cut off by the photo's edge" in res.output

@@ -11,7 +11,7 @@ from rich.table import Table
 from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, JsonOpt, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt,
                                    OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, check_outputs, err, fail, finish,
-                                   load_pipeline, out, print_json_line, skipped_message)
+                                   load_pipeline, out, print_json_line)
 
 StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from no change to the edit.")
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
@@ -76,11 +76,10 @@ def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, l
 
     def work(job):
         photo = load_photo(job.source)
-        faces, small = pipe.find_faces(photo, largest)
+        faces, skipped = pipe.find_faces(photo, largest)
         result = pipe.apply(photo, faces, edit)
-        result.skipped_small = small
         tag = job.provenance
-        notes = [skipped_message(result)] if small else []
+        notes = [skipped.message] if skipped else []
         if compare:
             save_photo(photo, np.concatenate([photo.rgb, result.rgb], axis=1), job.extras[0], tag)
         if steps:

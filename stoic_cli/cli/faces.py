@@ -84,13 +84,13 @@ def crop(
 
     def work(job):
         photo = load_photo(job.source)
-        faces, small = usable_faces(detector.detect(photo.rgb), min_eyes, largest)
+        faces, skipped = usable_faces(detector.detect(photo.rgb), min_eyes, largest, photo.rgb.shape[:2])
         # The first face's crop is written last: its presence means every crop of the photo is there.
         for i in [*range(1, len(faces)), 0]:
             c, _ = align_face(photo.rgb, faces[i].landmarks, size)
             target = job.output if i == 0 else job.output.with_name(f"{job.output.stem}{i}.png")
             save_rgb(c, target, job.provenance)
-        return len(faces), (f"{small} small face(s) skipped" if small else "")
+        return len(faces), skipped.message
 
     finish(run_jobs(jobs, work, overwrite=overwrite, console=err, label="cropping", provenance=provenance), report)
 

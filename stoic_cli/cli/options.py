@@ -84,10 +84,6 @@ def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN
     return Pipeline(models, FaceDetector(device=torch_device(device)), min_eye_distance=min_eyes)
 
 
-def skipped_message(result) -> str:
-    return f"{result.skipped_small} small face(s) skipped" if result.skipped_small else ""
-
-
 def parse_overrides(items: Optional[List[str]]) -> dict:
     """--set KEY=VALUE pairs: JSON values (numbers, lists, true/false) or plain strings."""
     extra = {}

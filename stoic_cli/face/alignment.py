@@ -123,3 +123,28 @@ def crop_region(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[
     if x1 <= x0 or y1 <= y0:
         return None
     return x0, y0, x1, y1
+
+
+def face_ellipse(size: int) -> tuple[float, float, float, float]:
+    """The face (brows to chin, cheek to cheek) as an ellipse in crop pixels: centre x, y and
+    radii x, y. The paste-back mask and the cut-off check share it."""
+    eye_y, mouth_y = TEMPLATE[0, 1], TEMPLATE[3, 1]
+    cy = (eye_y + mouth_y) / 2 * size + 0.02 * size
+    ry = (mouth_y - eye_y) * 1.45 * size
+    rx = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * 1.1 * size
+    return size / 2, cy, rx, ry
+
+
+def outside_fraction(landmarks: np.ndarray, shape: tuple[int, int], samples: int = 48) -> float:
+    """The share of the face's ellipse that lies outside a photo of this (height, width): a
+    face cut by the frame cannot be edited credibly (the missing part would be invented)."""
+    size = 100
+    cx, cy, rx, ry = face_ellipse(size)
+    u = (np.arange(samples) + 0.5) / samples * 2 - 1
+    gx, gy = np.meshgrid(u, u)
+    inside = gx ** 2 + gy ** 2 <= 1
+    points = np.stack([cx + gx[inside] * rx, cy + gy[inside] * ry], 1)
+    photo = transform_points(points, invert(alignment_matrix(landmarks, size)))
+    h, w = shape
+    out = (photo[:, 0] < 0) | (photo[:, 1] < 0) | (photo[:, 0] > w) | (photo[:, 1] > h)
+    return float(out.mean())

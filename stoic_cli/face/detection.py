@@ -97,14 +97,43 @@ class NoFaceError(Exception):
     """No usable face in a photo; the message says why."""
 
 
-def usable_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTANCE,
-                 largest: bool = False) -> tuple[list[Face], int]:
-    """The faces an editing command works on (the largest first) and how many were too small.
-    Raises NoFaceError when none is usable: every command reports that the same way."""
+# A face with more of its ellipse than this outside the photo is cut by the frame: editing it
+# would mean inventing the missing part, so it is skipped like a face too small to edit.
+MAX_OUTSIDE = 0.05
+
+
+@dataclass
+class Skipped:
+    """Faces found but left alone, by reason."""
+    small: int = 0
+    cut_off: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.small or self.cut_off)
+
+    @property
+    def message(self) -> str:
+        parts = [f"{self.small} small face(s)"] if self.small else []
+        parts += [f"{self.cut_off} face(s) cut off by the photo's edge"] if self.cut_off else []
+        return " and ".join(parts) + " skipped" if parts else ""
+
+
+def usable_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTANCE, largest: bool = False,
+                 shape: tuple[int, int] | None = None) -> tuple[list[Face], Skipped]:
+    """The faces an editing command works on (the largest first) and those it skips: too small,
+    or (given the photo's shape) cut off by its edge. Raises NoFaceError when none is usable:
+    every command reports that the same way."""
+    from stoic_cli.face.alignment import outside_fraction
+
     if not faces:
         raise NoFaceError("no face found")
     usable, small = split_small_faces(faces, min_eye_distance)
-    if not usable:
+    whole = [f for f in usable if shape is None or outside_fraction(f.landmarks, shape) <= MAX_OUTSIDE]
+    skipped = Skipped(len(small), len(usable) - len(whole))
+    if not whole:
+        if skipped.cut_off:
+            raise NoFaceError(f"{skipped.cut_off} face(s) found but cut off by the photo's edge"
+                              + (f", {skipped.small} too small" if skipped.small else ""))
         raise NoFaceError(f"{len(small)} face(s) found but all too small to edit "
                           f"(eyes under {min_eye_distance:.0f} px apart)")
-    return (usable[:1] if largest else usable), len(small)
+    return (whole[:1] if largest else whole), skipped

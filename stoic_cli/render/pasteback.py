@@ -11,7 +11,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from stoic_cli.face.alignment import TEMPLATE, crop_region
+from stoic_cli.face.alignment import crop_region, face_ellipse
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:
@@ -23,12 +23,9 @@ def _read_only(mask: np.ndarray) -> np.ndarray:
 def face_mask(size: int, feather: float = 0.08) -> np.ndarray:
     """Soft ellipse over the face (brows to chin, cheek to cheek) in crop coordinates, float 0..1,
     read-only. Hair, ears and background lie outside it."""
-    eye_y, mouth_y = TEMPLATE[0, 1], TEMPLATE[3, 1]
-    cy = (eye_y + mouth_y) / 2 * size + 0.02 * size
-    ry = (mouth_y - eye_y) * 1.45 * size
-    rx = (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * 1.1 * size
+    cx, cy, rx, ry = face_ellipse(size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    d = np.sqrt(((xx + 0.5 - size / 2) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
+    d = np.sqrt(((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2)
     # 1 inside, linear ramp to 0 over `feather` of the radius, then smoothed.
     mask = np.clip((1.0 - d) / feather + 0.5, 0, 1)
     k = max(3, int(size * feather) | 1)
