@@ -214,8 +214,12 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
                     _record(outcome, start, outcomes, progress, quiet, escape, on_outcome)
                     progress.advance(task)
                 except KeyboardInterrupt:  # Ctrl-C: the photo in hand is dropped (never half-written)
-                    if not outcomes or outcomes[-1].source != job.source:
+                    recorded = len(outcomes) > i
+                    if not recorded:
                         outcomes.append(Outcome(job.source, INTERRUPTED, message="interrupted; rerun to resume"))
+                    elif i + 1 < len(jobs):
+                        outcomes.append(Outcome(jobs[i + 1].source, INTERRUPTED,
+                                                message="not started: interrupted; rerun to resume"))
                     outcomes.interrupted = True
                     break
             outcomes.interrupted |= bool(outcomes) and outcomes[-1].status == INTERRUPTED
