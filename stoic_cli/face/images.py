@@ -131,7 +131,8 @@ def load_photo(path: str | Path) -> Photo:
             img.load()
             return pil_to_photo(img, path)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: image too large ({exc})") from exc
+        raise ImageError(f"{path}: image too large (over twice the {MAX_PIXELS // 1_000_000} MP stoic accepts, "
+                         "a decompression bomb or a huge scan); downscale it first") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not an image file stoic can read") from exc
     except OSError as exc:
