@@ -41,6 +41,7 @@ class Job:
     output: Path | None  # None for commands that write no image (detect)
     readable: bool = True  # False: found in a folder, but not an image stoic reads
     in_folder: bool = False  # found by walking a folder (not named by the user)
+    key: str = ""  # what --shard splits on: the path below its folder, or the path as named
     extras: list[Path] = field(default_factory=list)  # other files it writes (sheets, strips), before `output`
     provenance: dict | None = None  # the tag its outputs carry; filled in by run_jobs
 
@@ -106,8 +107,32 @@ def plan_jobs(inputs: Iterable[str | Path], suffix: str | None, out_dir: str | P
     jobs = []
     for f, root in expand_inputs(inputs, recursive):
         readable = root is None or is_image(f)  # a file the user names is always tried
-        jobs.append(Job(f, output_path(f, root, out, suffix) if suffix else None, readable, in_folder=root is not None))
+        key = f.relative_to(root).as_posix() if root is not None else f.as_posix()
+        jobs.append(Job(f, output_path(f, root, out, suffix) if suffix else None, readable,
+                        in_folder=root is not None, key=key))
     return jobs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" (1 <= K <= N) -> (K, N); ValueError otherwise."""
+    k, sep, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise ValueError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/8")
+    return k, n
+
+
+def shard(jobs: list[Job], k: int, n: int) -> list[Job]:
+    """The K-th of N disjoint parts of the planned inputs. An input's part depends only on its
+    key (its path below the folder given), never on the listing's order or on the machine, so
+    N schedulers' jobs cover every input once and their reports concatenate into the whole."""
+    if n == 1:
+        return jobs
+    part = lambda job: int.from_bytes(hashlib.sha256(job.key.encode()).digest()[:8], "big") % n
+    return [j for j in jobs if part(j) == k - 1]
 
 
 def same_file(a: Path, b: Path) -> bool:

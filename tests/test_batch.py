@@ -235,3 +235,30 @@ def test_two_inputs_with_one_output_name_do_not_clobber(tmp_path):
     assert [o.status for o in outcomes] == ["ok", "failed"]
     assert "same output name" in outcomes[1].message
     assert (tmp_path / "out" / "x_neutral.jpg").read_text() == str(tmp_path / "a" / "x.jpg")
+
+
+def test_shards_are_disjoint_cover_everything_and_ignore_listing_order(tmp_path):
+    import random
+
+    from stoic_cli.batch import parse_shard, shard
+
+    root = tmp_path / "ids"
+    names = [f"sub{i % 7}/p{i:04d}.jpg" for i in range(300)]
+    for n in names:
+        touch(root / n)
+    jobs = plan_jobs([root], "neutral", tmp_path / "out", recursive=True)
+    parts = [shard(jobs, k, 4) for k in range(1, 5)]
+    keys = [{j.key for j in p} for p in parts]
+    assert sum(len(k) for k in keys) == 300 and set().union(*keys) == set(names)
+    assert all(40 < len(k) < 110 for k in keys)  # roughly even
+    shuffled = jobs[:]
+    random.Random(1).shuffle(shuffled)
+    assert {j.key for j in shard(shuffled, 2, 4)} == keys[1]
+    # the same folder under another mount point splits the same way
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+    assert {j.key for j in shard(plan_jobs([moved], "neutral", recursive=True), 2, 4)} == keys[1]
+    assert parse_shard("3/8") == (3, 8)
+    for bad in ("0/4", "5/4", "a/b", "4", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)

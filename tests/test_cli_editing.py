@@ -261,3 +261,18 @@ def test_faces_cut_off_by_the_frame_are_skipped_with_a_warning(shipped_models, p
     Image.fromarray(np.ascontiguousarray(b[:h, :cut])).save(half)
     res = run("neutralize", half, "-o", tmp_path / "out", "--models", shipped_models)
     assert res.exit_code == 1 and "cut off by the photo's edge" in res.output
+
+
+def test_shards_of_a_folder_run_add_up_to_the_whole(shipped_models, photos, tmp_path):
+    import csv
+
+    rows = []
+    for k in (1, 2, 3):
+        report = tmp_path / f"r{k}.csv"
+        res = run("detect", photos, "--shard", f"{k}/3", "--report", report)
+        assert res.exit_code in (0, 1), res.output
+        with open(report, newline="") as fh:
+            rows += [r["path"] for r in csv.DictReader(fh)]
+    assert sorted(rows) == sorted(str(p) for p in photos.iterdir() if p.is_file())
+    res = run("neutralize", photos, "--shard", "4/3", "--models", shipped_models)
+    assert res.exit_code == 2 and "--shard" in res.output

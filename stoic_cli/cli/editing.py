@@ -11,7 +11,7 @@ from rich.table import Table
 from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, JsonOpt, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt,
                                    OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, check_outputs, err, fail, finish,
-                                   load_pipeline, out, print_json_line)
+                                   load_pipeline, out, plan, print_json_line, ShardOpt)
 
 StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from no change to the edit.")
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
@@ -112,6 +112,7 @@ def neutralize(
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
+    shard_spec: Optional[str] = ShardOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
@@ -124,13 +125,12 @@ def neutralize(
       stoic neutralize photo.jpg --compare          photo_neutral.jpg + photo_neutral_compare.jpg
       stoic neutralize ids/ -o out/ -r --report out/report.csv
       stoic neutralize photo.jpg --strength 0.5     halfway to neutral"""
-    from stoic_cli.batch import plan_jobs
     from stoic_cli.edit.edits import Neutralize
 
     edit = _checked(lambda: Neutralize(strength))
     check_outputs(output, report)
+    jobs = plan(images, "neutral", output, recursive, shard_spec, report)
     pipe = load_pipeline(models, device, min_eyes)
-    jobs = plan_jobs(images, "neutral", output, recursive)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="neutralizing",
                     compare=compare, json_lines=json_lines), report)
 
@@ -152,6 +152,7 @@ def transfer(
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
+    shard_spec: Optional[str] = ShardOpt,
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
@@ -165,13 +166,14 @@ def transfer(
       stoic transfer --expr smile.jpg me.jpg              me_transfer.jpg
       stoic transfer --expr smile.jpg faces/ -o out/ --alpha 0.5
       stoic transfer --expr smile.jpg me.jpg --steps 5    and me_transfer_strip.png"""
-    from stoic_cli.batch import file_digest, plan_jobs
+    from stoic_cli.batch import file_digest
     from stoic_cli.edit.edits import Transfer
     from stoic_cli.face.detection import NoFaceError
     from stoic_cli.face.images import ImageError, load_photo
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
     check_outputs(output, report)
+    jobs = plan(images, "transfer", output, recursive, shard_spec, report)
     pipe = load_pipeline(models, device, min_eyes)
     # The reference is checked before any input is touched.
     try:
@@ -179,7 +181,6 @@ def transfer(
     except (ImageError, NoFaceError) as exc:
         fail(f"reference {expr}: {exc}")
     edit = Transfer(reference, alpha)
-    jobs = plan_jobs(images, "transfer", output, recursive)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="transferring",
                     steps=steps, gif=gif, json_lines=json_lines), report)
 
@@ -229,6 +230,7 @@ def edit(
     min_eyes: float = MinEyeOpt,
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
+    shard_spec: Optional[str] = ShardOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
@@ -236,7 +238,6 @@ def edit(
     --attr smile=-0.5 --attr surprise=0.3 (several at once); --list shows each range. The
     renderer moves the photo's own pixels (a dropping jaw, rising brows) and draws only what
     is new."""
-    from stoic_cli.batch import plan_jobs
     from stoic_cli.edit.edits import AttributeEdit
     from stoic_cli.runtime.models import FaceModels
 
@@ -249,6 +250,7 @@ def edit(
     if not images or not attr:
         fail("give images and at least one --attr NAME=AMOUNT (see --list)")
     check_outputs(output, report)
+    jobs = plan(images, "edit", output, recursive, shard_spec, report)
     pipe = load_pipeline(models, device, min_eyes)
     try:
         known = pipe.models.attributes()
@@ -256,6 +258,5 @@ def edit(
         fail(str(exc))
     amounts = parse_amounts(attr, known)
     edit_ = _checked(lambda: AttributeEdit(known, amounts, force=force))
-    jobs = plan_jobs(images, "edit", output, recursive)
     finish(run_edit(pipe, jobs, edit_, largest=largest, overwrite=overwrite, quiet=quiet, label="editing",
                     steps=steps, gif=gif, json_lines=json_lines), report)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, LargestOpt, MinEyeOpt, ModelsOpt, OverwriteOpt,
-                                   RecursiveOpt, ReportOpt, err, finish, out, torch_device)
+                                   RecursiveOpt, ReportOpt, ShardOpt, err, finish, out, plan, torch_device)
 
 
 @app.command()
@@ -21,14 +21,15 @@ def detect(
     recursive: bool = RecursiveOpt,
     report: Optional[Path] = ReportOpt,
     device: str = DeviceOpt,
+    shard_spec: Optional[str] = ShardOpt,
 ):
     """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
-    from stoic_cli.batch import plan_jobs, run_jobs
+    from stoic_cli.batch import run_jobs
     from stoic_cli.face.detection import FaceDetector
     from stoic_cli.face.images import load_photo
 
     detector = FaceDetector(device=torch_device(device))
-    jobs = plan_jobs(images, None, None, recursive)
+    jobs = plan(images, None, None, recursive, shard_spec, report)
 
     def work(job):
         photo = load_photo(job.source)
@@ -64,16 +65,17 @@ def crop(
     report: Optional[Path] = ReportOpt,
     device: str = DeviceOpt,
     min_eyes: float = MinEyeOpt,
+    shard_spec: Optional[str] = ShardOpt,
 ):
     """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
     from stoic_cli import __version__
-    from stoic_cli.batch import file_digest, plan_jobs, run_jobs
+    from stoic_cli.batch import file_digest, run_jobs
     from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import FaceDetector, usable_faces
     from stoic_cli.face.images import load_photo, save_rgb
 
     detector = FaceDetector(device=torch_device(device))
-    jobs = plan_jobs(images, "crop", output, recursive)
+    jobs = plan(images, "crop", output, recursive, shard_spec, report)
     for job in jobs:
         job.output = job.output.with_suffix(".png")  # crops are lossless
 

@@ -27,6 +27,8 @@ LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face o
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
 MinEyeOpt = typer.Option(MIN_EYE_DISTANCE, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
+ShardOpt = typer.Option(None, "--shard", help="K/N: process only the K-th of N disjoint parts of the inputs "
+                        "(for Slurm arrays and other schedulers; the N reports concatenate into the whole).")
 SetOpt = typer.Option(None, "--set", help="Override one config value, e.g. --set vae_steps=100 (repeatable).")
 
 
@@ -125,3 +127,24 @@ def check_outputs(output: Optional[Path], report: Optional[Path]) -> None:
             existing = existing.parent
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             fail(f"{what} {target}: {existing} is not a writable folder")
+
+
+def plan(images, suffix: Optional[str], output: Optional[Path], recursive: bool, shard_spec: Optional[str],
+         report: Optional[Path] = None):
+    """The batch's jobs, limited to one shard when --shard K/N is given. A shard that happens to
+    hold no input is done at once (an empty report, exit 0): schedulers run every shard."""
+    from stoic_cli.batch import parse_shard, plan_jobs, shard, write_report
+
+    jobs = plan_jobs(images, suffix, output, recursive)
+    if shard_spec:
+        try:
+            part = shard(jobs, *parse_shard(shard_spec))
+        except ValueError as exc:
+            fail(str(exc))
+        if jobs and not part:
+            if report:
+                write_report([], report)
+            err.print(f"shard {shard_spec}: none of the {len(jobs)} inputs falls in it")
+            raise typer.Exit(0)
+        jobs = part
+    return jobs
