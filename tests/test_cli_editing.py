@@ -276,3 +276,22 @@ def test_shards_of_a_folder_run_add_up_to_the_whole(shipped_models, photos, tmp_
     assert sorted(rows) == sorted(str(p) for p in photos.iterdir() if p.is_file())
     res = run("neutralize", photos, "--shard", "4/3", "--models", shipped_models)
     assert res.exit_code == 2 and "--shard" in res.output
+
+
+def test_one_photo_through_standard_input_and_output(shipped_models, photos, tmp_path):
+    import io
+
+    from stoic_cli.face.images import read_provenance
+
+    data = (photos / "011_smiling.jpg").read_bytes()
+    res = CliRunner().invoke(app, ["neutralize", "-", "--models", str(shipped_models)], input=data)
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "from_stdout.jpg"
+    out.write_bytes(res.stdout_bytes)
+    with Image.open(io.BytesIO(res.stdout_bytes)) as img:
+        assert img.format == "JPEG" and img.size == Image.open(photos / "011_smiling.jpg").size
+    assert read_provenance(out)["command"] == "neutralize"
+    res = CliRunner().invoke(app, ["neutralize", "-", "--models", str(shipped_models)], input=b"garbage")
+    assert res.exit_code == 1 and res.stdout_bytes == b"" and "not an image file" in res.stderr
+    res = CliRunner().invoke(app, ["neutralize", "-", str(photos / "011_smiling.jpg"), "--models", str(shipped_models)])
+    assert res.exit_code == 2

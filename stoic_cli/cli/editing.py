@@ -57,7 +57,39 @@ def provenance_for(pipe, edit):
 
     base = {"software": f"stoic {__version__}", "command": edit.name, "settings": edit.describe(),
             "models": dict(pipe.models.settings.models)}
-    return lambda job: {**base, "input": job.source.name, "input_sha256": file_digest(job.source)}
+    return lambda job: {**base, "input": job.source.name, "input_sha256": file_digest(job.source)} if job else base
+
+
+def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
+    """`stoic neutralize - < in.jpg > out.jpg`: one photo from standard input to standard output,
+    in its own format, tagged like any output; the outcome line goes to stderr."""
+    import sys
+    import time
+
+    from stoic_cli.batch import FAILED, OK, Outcome
+    from stoic_cli.face.images import load_photo_bytes, photo_bytes
+
+    start = time.perf_counter()
+    try:
+        photo = load_photo_bytes(sys.stdin.buffer.read())
+        faces, skipped = pipe.find_faces(photo, largest)
+        result = pipe.apply(photo, faces, edit)
+        tag = {"software": provenance_for(pipe, edit)(None)["software"], "command": edit.name,
+               "settings": edit.describe(), "models": dict(pipe.models.settings.models), "input": "stdin"}
+        data = photo_bytes(photo, result.rgb, tag)
+        outcome = Outcome(job.source, OK, faces=len(faces), message=skipped.message, output=Path("-"))
+    except Exception as exc:
+        outcome = Outcome(job.source, FAILED, message=(str(exc) or type(exc).__name__).removeprefix("stdin: "))
+        data = None
+    outcome.seconds = time.perf_counter() - start
+    if data is not None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    err.print(f"{outcome.status:7} stdin" + (f": {outcome.message}" if outcome.message else ""), highlight=False,
+              markup=False)
+    if json_lines and data is None:
+        print_json_line(outcome)
+    return outcome
 
 
 def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, label: str,
@@ -70,6 +102,10 @@ def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, l
     from stoic_cli.batch import run_jobs
     from stoic_cli.face.images import load_photo, save_gif, save_photo
 
+    if any(str(job.source) == "-" for job in jobs):
+        if len(jobs) != 1 or compare or steps:
+            fail("'-' (standard input) is one photo on its own, without --compare or --steps")
+        return [_edit_stdin(pipe, edit, largest, jobs[0], json_lines)]
     for job in jobs:
         if job.output is not None:
             job.extras = extras_for(job.output, compare, steps, gif)

@@ -122,21 +122,37 @@ def load_photo(path: str | Path) -> Photo:
         raise ImageError(f"{path}: file not found")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
+    return _open_photo(path, path, path)
+
+
+def load_photo_bytes(data: bytes, name: str = "stdin") -> Photo:
+    """A photo from bytes (`-` on the command line: standard input), with its format kept in
+    `info["format"]` so the edit goes back out the same way."""
+    import io
+
+    if not data:
+        raise ImageError(f"{name}: empty input")
+    return _open_photo(io.BytesIO(data), name, None)
+
+
+def _open_photo(source, name, path: Path | None) -> Photo:
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ImageError(
-                    f"{path}: image is {img.width}x{img.height}, larger than the "
+                    f"{name}: image is {img.width}x{img.height}, larger than the "
                     f"{MAX_PIXELS // 1_000_000} MP stoic accepts; downscale it first")
             img.load()
-            return pil_to_photo(img, path)
+            photo = pil_to_photo(img, path)
+            photo.info["format"] = img.format
+            return photo
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: image too large (over twice the {MAX_PIXELS // 1_000_000} MP stoic accepts, "
+        raise ImageError(f"{name}: image too large (over twice the {MAX_PIXELS // 1_000_000} MP stoic accepts, "
                          "a decompression bomb or a huge scan); downscale it first") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{path}: not an image file stoic can read") from exc
+        raise ImageError(f"{name}: not an image file stoic can read") from exc
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read image ({exc})") from exc
+        raise ImageError(f"{name}: cannot read image ({exc})") from exc
 
 
 def photo_to_pil(photo: Photo, rgb: np.ndarray | None = None) -> Image.Image:
@@ -208,6 +224,16 @@ def partial_name(out_path: Path) -> Path:
     return out_path.with_name(f".stoic-{os.getpid()}-{secrets.token_hex(4)}{out_path.suffix}")
 
 
+def _encode(photo: Photo, rgb: np.ndarray, ext: str, provenance: dict | None) -> tuple[Image.Image, dict]:
+    img = photo_to_pil(photo, rgb)
+    kwargs = _metadata(img, ext, photo, provenance)
+    if ext in (".jpg", ".jpeg"):
+        if img.mode in ("RGBA", "LA"):
+            img = img.convert("RGB" if img.mode == "RGBA" else "L")
+        kwargs.update(quality=95, subsampling=0)
+    return img, kwargs
+
+
 def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path, provenance: dict | None = None) -> Path:
     """Write an edited photo in the input's mode, with the input's metadata and `provenance`.
     Writes to a temporary name first and renames it, so an interrupted batch never leaves a
@@ -215,13 +241,8 @@ def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path, provenance: 
     whole."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    img = photo_to_pil(photo, rgb)
     ext = out_path.suffix.lower()
-    kwargs = _metadata(img, ext, photo, provenance)
-    if ext in (".jpg", ".jpeg"):
-        if img.mode in ("RGBA", "LA"):
-            img = img.convert("RGB" if img.mode == "RGBA" else "L")
-        kwargs.update(quality=95, subsampling=0)
+    img, kwargs = _encode(photo, rgb, ext, provenance)
     tmp = partial_name(out_path)
     fmt = Image.registered_extensions().get(ext)
     try:
@@ -231,6 +252,18 @@ def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path, provenance: 
         tmp.unlink(missing_ok=True)
         raise
     return out_path
+
+
+def photo_bytes(photo: Photo, rgb: np.ndarray, provenance: dict | None = None) -> bytes:
+    """An edited photo encoded like save_photo, in the format it was read in (BMP and GIF as
+    PNG, which can carry the tag): for writing to standard output."""
+    import io
+
+    fmt = {"JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}.get(photo.info.get("format"), ".png")
+    img, kwargs = _encode(photo, rgb, fmt, provenance)
+    buffer = io.BytesIO()
+    img.save(buffer, format=Image.registered_extensions()[fmt], **kwargs)
+    return buffer.getvalue()
 
 
 def save_rgb(rgb: np.ndarray, out_path: str | Path, provenance: dict | None = None) -> Path:
