@@ -125,6 +125,9 @@ def crop_region(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[
     return x0, y0, x1, y1
 
 
+CORE = 0.6  # the face's core, as a fraction of its ellipse's radii
+
+
 def face_ellipse(size: int) -> tuple[float, float, float, float]:
     """The face (brows to chin, cheek to cheek) as an ellipse in crop pixels: centre x, y and
     radii x, y. The paste-back mask and the cut-off check share it."""
@@ -136,10 +139,13 @@ def face_ellipse(size: int) -> tuple[float, float, float, float]:
 
 
 def outside_fraction(landmarks: np.ndarray, shape: tuple[int, int], samples: int = 48) -> float:
-    """The share of the face's ellipse that lies outside a photo of this (height, width): a
-    face cut by the frame cannot be edited credibly (the missing part would be invented)."""
+    """The share of the face's core (the central part of its ellipse: eyes, nose, mouth, the top
+    of the chin) that lies outside a photo of this (height, width). Tightly framed faces keep
+    their core inside; a face cut in half or at the mouth does not, and cannot be edited
+    credibly (the missing part would be invented)."""
     size = 100
     cx, cy, rx, ry = face_ellipse(size)
+    rx, ry = rx * CORE, ry * CORE
     u = (np.arange(samples) + 0.5) / samples * 2 - 1
     gx, gy = np.meshgrid(u, u)
     inside = gx ** 2 + gy ** 2 <= 1

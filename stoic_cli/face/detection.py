@@ -53,37 +53,56 @@ class FaceDetector:
 
     def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE) -> list[list[Face]]:
         """Images of one size are detected in one MTCNN call; mixed sizes one by one."""
-        import cv2
+        return detect_in_groups(images, self._detect_raw, max_side=max_side, threshold=self.threshold)
+
+    def _detect_raw(self, batch: np.ndarray) -> list[tuple]:
         import torch
 
-        results: list[list[Face]] = []
-        same_size = len({im.shape for im in images}) == 1
-        groups = [images] if same_size else [[im] for im in images]
-        for group in groups:
-            h, w = group[0].shape[:2]
-            scale = min(1.0, max_side / max(h, w))
-            if scale < 1.0:
-                size = (max(1, round(w * scale)), max(1, round(h * scale)))
-                small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in group]
-            else:
-                small = group
-            if min(small[0].shape[:2]) < MIN_DETECT_SIDE:
-                results.extend([] for _ in group)
+        with torch.inference_mode():
+            boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+        return list(zip(boxes, probs, points))
+
+
+def detect_in_groups(images: list[np.ndarray], detect_raw, max_side: int = DETECT_MAX_SIDE,
+                     threshold: float = 0.9) -> list[list[Face]]:
+    """What every detector does around MTCNN: images of one size go in one call, mixed sizes one
+    by one; each is detected on a copy at most `max_side` long (none in one thinner than
+    MIN_DETECT_SIDE), and the faces come back in the photo's pixels, above `threshold`, the
+    largest first. `detect_raw(batch (N,H,W,3) uint8)` gives per image MTCNN.detect's
+    (boxes, probs, landmarks)."""
+    import cv2
+
+    results: list[list[Face]] = []
+    same_size = len({im.shape for im in images}) == 1
+    groups = [images] if same_size else [[im] for im in images]
+    for group in groups:
+        h, w = group[0].shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in group]
+        else:
+            small = group
+        if min(small[0].shape[:2]) < MIN_DETECT_SIDE:
+            results.extend([] for _ in group)
+            continue
+        for b, p, l in detect_raw(np.stack(small)):
+            results.append(to_faces(b, p, l, scale, threshold))
+    return results
+
+
+def to_faces(boxes, probs, landmarks, scale: float = 1.0, threshold: float = 0.9) -> list[Face]:
+    """One image's MTCNN output (boxes, probs, landmarks; None or empty when nothing was found),
+    detected at `scale`, as Faces in the photo's pixels above `threshold`, the largest first."""
+    faces = []
+    if boxes is not None:
+        for box, prob, lm in zip(boxes, probs, landmarks):
+            if prob is None or prob < threshold:
                 continue
-            batch = np.stack(small)
-            with torch.inference_mode():
-                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-            for b, p, l in zip(boxes, probs, points):
-                faces = []
-                if b is not None:
-                    for box, prob, lm in zip(b, p, l):
-                        if prob is None or prob < self.threshold:
-                            continue
-                        faces.append(Face(box=np.asarray(box, np.float64) / scale, score=float(prob),
-                                          landmarks=np.asarray(lm, np.float64) / scale))
-                faces.sort(key=lambda f: -f.area)
-                results.append(faces)
-        return results
+            faces.append(Face(box=np.asarray(box, np.float64) / scale, score=float(prob),
+                              landmarks=np.asarray(lm, np.float64) / scale))
+    faces.sort(key=lambda f: -f.area)
+    return faces
 
 
 def split_small_faces(faces: list[Face], min_eye_distance: float = MIN_EYE_DISTANCE) -> tuple[list[Face], list[Face]]:
@@ -97,9 +116,10 @@ class NoFaceError(Exception):
     """No usable face in a photo; the message says why."""
 
 
-# A face with more of its ellipse than this outside the photo is cut by the frame: editing it
-# would mean inventing the missing part, so it is skipped like a face too small to edit.
-MAX_OUTSIDE = 0.05
+# A face with more of its core than this outside the photo is cut by the frame (tightly framed
+# dataset crops stay well below it): editing it would mean inventing the missing part, so it is
+# skipped like a face too small to edit.
+MAX_OUTSIDE = 0.25
 
 
 @dataclass
