@@ -12,7 +12,7 @@ import numpy as np
 
 from stoic_cli.edit.edits import Edit, Reference
 from stoic_cli.face.alignment import align_face, encoder_sized
-from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, FaceDetector, Skipped, usable_faces
+from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
 from stoic_cli.render.pasteback import render_face
 from stoic_cli.runtime.models import FaceModels
@@ -36,10 +36,13 @@ class EditResult:
 
 
 class Pipeline:
-    def __init__(self, models: FaceModels, detector: FaceDetector | None = None,
+    def __init__(self, models: FaceModels, detector=None,
                  min_eye_distance: float = MIN_EYE_DISTANCE):
         self.models = models
-        self.detector = detector or FaceDetector()
+        if detector is None:  # MTCNN on ONNX Runtime, from the models' folder
+            from stoic_cli.runtime.detector import OnnxFaceDetector
+            detector = OnnxFaceDetector(device=models.device, model_dir=models.dir)
+        self.detector = detector
         self.min_eye_distance = min_eye_distance
         self.size = models.image_size  # the encoder's input
         self.render_size = models.render_size  # the renderer's input

@@ -46,15 +46,11 @@ def shipped_models() -> Path:
 
 @pytest.fixture(scope="session")
 def detector():
-    """One MTCNN for every test (and for the CLI, see `cli_detector`)."""
-    import torch
+    """One MTCNN (on ONNX Runtime, as the CLI runs it) for every test (and for the CLI, see
+    `cli_detector`)."""
+    from stoic_cli.runtime.detector import OnnxFaceDetector
 
-    from stoic_cli.face.detection import FaceDetector
-
-    # One intra-op thread: on a small, busy CI machine two threads that spin-wait for each
-    # other make MTCNN ten times slower, and on an idle one it costs little.
-    torch.set_num_threads(1)
-    return FaceDetector(device="cpu")
+    return OnnxFaceDetector(device="cpu", model_dir=REPO / "models")
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +64,9 @@ def london_faces(detector, london_rgb) -> dict:
 @pytest.fixture
 def cli_detector(monkeypatch, detector):
     """Make the CLI's commands reuse the session's detector instead of loading their own."""
-    import stoic_cli.face.detection
+    import stoic_cli.runtime.detector
 
-    monkeypatch.setattr(stoic_cli.face.detection, "FaceDetector", lambda *a, **k: detector)
+    monkeypatch.setattr(stoic_cli.runtime.detector, "OnnxFaceDetector", lambda *a, **k: detector)
     return detector
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, LargestOpt, MinEyeOpt, ModelsOpt, OverwriteOpt,
-                                   RecursiveOpt, ReportOpt, ShardOpt, err, finish, out, plan, torch_device)
+                                   RecursiveOpt, ReportOpt, ShardOpt, err, finish, out, plan, face_detector)
 
 
 @app.command()
@@ -25,10 +25,9 @@ def detect(
 ):
     """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
     from stoic_cli.batch import run_jobs
-    from stoic_cli.face.detection import FaceDetector
     from stoic_cli.face.images import load_photo
 
-    detector = FaceDetector(device=torch_device(device))
+    detector = face_detector(device)
     jobs = plan(images, None, None, recursive, shard_spec, report)
 
     def work(job):
@@ -71,10 +70,10 @@ def crop(
     from stoic_cli import __version__
     from stoic_cli.batch import file_digest, run_jobs
     from stoic_cli.face.alignment import align_face
-    from stoic_cli.face.detection import FaceDetector, usable_faces
+    from stoic_cli.face.detection import usable_faces
     from stoic_cli.face.images import load_photo, save_rgb
 
-    detector = FaceDetector(device=torch_device(device))
+    detector = face_detector(device)
     jobs = plan(images, "crop", output, recursive, shard_spec, report)
     for job in jobs:
         job.output = job.output.with_suffix(".png")  # crops are lossless

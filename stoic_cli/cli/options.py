@@ -44,15 +44,20 @@ def check_device(device: str) -> str:
     return device
 
 
-def torch_device(device: str) -> str:
-    """MTCNN's device for --device (the one GPU check is stoic_cli.runtime.onnx.gpu_present)."""
-    from stoic_cli.runtime.onnx import gpu_present
+def face_detector(device: str, models_dir: Optional[Path] = None):
+    """MTCNN on ONNX Runtime (no torch), on the device the other models use."""
+    from stoic_cli.runtime.detector import OnnxFaceDetector
 
-    if check_device(device) == "cpu":
-        return "cpu"
-    if device == "cuda" and not gpu_present():
-        fail("--device cuda asked for, but no CUDA GPU is visible")
-    return "cuda" if gpu_present() else "cpu"
+    from stoic_cli.runtime.models import ModelNotFound
+
+    check_device(device)
+    try:
+        try:
+            return OnnxFaceDetector(device=device, model_dir=models_dir)
+        except ModelNotFound:  # a folder of freshly exported StoicNet models: MTCNN from the installed ones
+            return OnnxFaceDetector(device=device)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
 
 
 def finish(outcomes, report: Optional[Path]) -> None:
@@ -72,7 +77,6 @@ def finish(outcomes, report: Optional[Path]) -> None:
 
 
 def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN_EYE_DISTANCE):
-    from stoic_cli.face.detection import FaceDetector
     from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.models import FaceModels
 
@@ -83,7 +87,7 @@ def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # missing or unreadable models, no GPU
         fail(str(exc))
     err.print(f"models: {models.dir} on {provider}", highlight=False)
-    return Pipeline(models, FaceDetector(device=torch_device(device)), min_eye_distance=min_eyes)
+    return Pipeline(models, face_detector(device, models.dir), min_eye_distance=min_eyes)
 
 
 def parse_overrides(items: Optional[List[str]]) -> dict:

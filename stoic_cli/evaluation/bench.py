@@ -95,20 +95,17 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     """Time the model stack, detection and the whole pipeline; print a table, write JSON to
     `output` when given, return the numbers. photos_dir defaults to the repository's 12 London
     fixtures (800x800, one face each); without photos only (a) runs, on random crops."""
-    import onnxruntime as ort
-    import torch
-
-    from stoic_cli.face.alignment import align_face
-    from stoic_cli.face.detection import FaceDetector
     from stoic_cli.edit.edits import Neutralize
-    from stoic_cli.runtime.models import FaceModels
+    from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import NoFaceError
     from stoic_cli.pipeline import Pipeline
-    from stoic_cli.runtime.onnx import CUDA
+    from stoic_cli.runtime.detector import OnnxFaceDetector
+    from stoic_cli.runtime.models import FaceModels
+
+    import onnxruntime as ort  # after stoic_cli.runtime (it turns ONNX Runtime's telemetry off)
 
     models = FaceModels(models_dir, device=device, threads=threads)
     provider = models.provider
-    torch_device = "cuda" if provider == CUDA else "cpu"  # MTCNN follows ONNX Runtime
     photos = _load_photos(Path(photos_dir) if photos_dir else None)
     size = models.render_size
     result: dict = {
@@ -116,9 +113,8 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
             "device_requested": device, "onnx_provider": provider, "onnxruntime": ort.__version__,
             # 0 = ONNX Runtime's default, one intra-op thread per physical core.
             "ort_intra_op_threads": models.net("encoder").session.get_session_options().intra_op_num_threads,
-            "torch_threads": torch.get_num_threads(), "torch_device": torch_device,
+            "detector": "MTCNN on ONNX Runtime",
             "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch_device == "cuda" else None,
             "models": str(models.dir), "image_size": size, "repeats": repeats,
             "photos": len(photos), "photos_dir": str(photos_dir or DEFAULT_PHOTOS) if photos else None,
         },
@@ -127,7 +123,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     # (b) detection first: its faces give real crops for (a).
     crops = []
     if photos:
-        detector = FaceDetector(device=torch_device)
+        detector = OnnxFaceDetector(device=device, threads=threads)
         detector.detect(photos[0].rgb)  # warm-up
         per_photo = []
         for _ in range(max(1, repeats)):
@@ -165,8 +161,6 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
                                 "photos": len(photos), "no_face": failed // (max(1, repeats) + 1),
                                 "note": "photos already decoded; Pipeline.run (all faces) with neutralize, no saving"}
     result["peak_rss_mib"] = _peak_rss_mib()
-    if torch_device == "cuda":
-        result["torch_cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20  # MTCNN only
     print_bench(result, console)
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)

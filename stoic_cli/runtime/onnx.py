@@ -21,12 +21,17 @@ CUDA = "CUDAExecutionProvider"
 
 @lru_cache(maxsize=1)
 def gpu_present() -> bool:
-    if not any(Path("/dev").glob("nvidia[0-9]*")) and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+    """An NVIDIA device node and a loadable CUDA driver, asked without torch (the editing path
+    does not import it)."""
+    if not any(Path("/dev").glob("nvidia[0-9]*")) or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
         return False
     try:
-        import torch
-        return bool(torch.cuda.is_available())
-    except Exception:  # a broken CUDA install is the same as no GPU for us
+        import ctypes
+
+        driver = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except (OSError, AttributeError):  # no driver, or a broken install: the same as no GPU for us
         return False
 
 
