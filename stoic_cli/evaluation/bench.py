@@ -101,6 +101,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.detector import OnnxFaceDetector
     from stoic_cli.runtime.models import FaceModels
+    from stoic_cli.runtime.onnx import CUDA
 
     import onnxruntime as ort  # after stoic_cli.runtime (it turns ONNX Runtime's telemetry off)
 
@@ -113,7 +114,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
             "device_requested": device, "onnx_provider": provider, "onnxruntime": ort.__version__,
             # 0 = ONNX Runtime's default, one intra-op thread per physical core.
             "ort_intra_op_threads": models.net("encoder").session.get_session_options().intra_op_num_threads,
-            "detector": "MTCNN on ONNX Runtime",
+            "detector": "MTCNN on ONNX Runtime", "gpu": _gpu_name() if provider == CUDA else None,
             "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "models": str(models.dir), "image_size": size, "repeats": repeats,
             "photos": len(photos), "photos_dir": str(photos_dir or DEFAULT_PHOTOS) if photos else None,
@@ -192,3 +193,19 @@ def print_bench(result: dict, console=None) -> None:
                       f"{e['photos']} photos, {env['crops']} crops")
     table.caption = f"medians of {env['repeats']} runs after warm-up; peak RSS {result['peak_rss_mib']:.0f} MiB"
     console.print(table)
+
+
+def _gpu_name() -> str:
+    """The first CUDA device's name, asked of the driver (no torch on the editing path)."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        name = ctypes.create_string_buffer(256)
+        driver.cuInit(0)
+        device = ctypes.c_int(0)
+        driver.cuDeviceGet(ctypes.byref(device), 0)
+        driver.cuDeviceGetName(name, 256, device)
+        return name.value.decode() or "CUDA GPU"
+    except (OSError, AttributeError):
+        return "CUDA GPU"
