@@ -68,11 +68,11 @@ class Pipeline:
         crops = np.stack([c for c, _ in aligned])
         z, zn = self.codes(crops)
         rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
-        out = photo.rgb
+        out = photo.rgb.copy()  # the one copy of the photo; every face renders into it
         edits = []
         for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
             parts = rendering.motion[i], rendering.mask[i], rendering.fill[i]
-            out = render_face(out, *parts, matrix)
+            render_face(out, *parts, matrix, inplace=True)
             edits.append(FaceEdit(face, crop, render_face(crop, *parts, IDENTITY), matrix))
         return EditResult(out, edits)
 

@@ -92,7 +92,7 @@ def _kept_exif(img: Image.Image) -> Image.Exif | None:
 
 def pil_to_photo(img: Image.Image, path: Path | None = None) -> Photo:
     exif = _kept_exif(img)
-    img = ImageOps.exif_transpose(img)  # phones store sideways pixels plus a rotation tag
+    ImageOps.exif_transpose(img, in_place=True)  # phones store sideways pixels plus a rotation tag
     mode = img.mode
     alpha = None
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -102,10 +102,7 @@ def pil_to_photo(img: Image.Image, path: Path | None = None) -> Photo:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(img.getchannel("A")).copy()
-    if img.mode == "CMYK":
-        rgb = np.asarray(img.convert("RGB"))
-    else:
-        rgb = np.asarray(img.convert("RGB"))
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # no extra copy of an RGB photo
     original = "L" if mode in ("L", "LA", "1") else ("CMYK" if mode == "CMYK" else "RGB")
     info = {}
     if img.info.get("icc_profile") and original == "RGB":
@@ -157,7 +154,7 @@ def _open_photo(source, name, path: Path | None) -> Photo:
 
 def photo_to_pil(photo: Photo, rgb: np.ndarray | None = None) -> Image.Image:
     rgb = photo.rgb if rgb is None else rgb
-    img = Image.fromarray(np.ascontiguousarray(rgb.astype(np.uint8)), "RGB")
+    img = Image.fromarray(np.ascontiguousarray(rgb if rgb.dtype == np.uint8 else rgb.astype(np.uint8)), "RGB")
     if photo.original_mode == "L":
         img = img.convert("L")
     if photo.alpha is not None:

@@ -47,12 +47,13 @@ def _to_photo(crop: np.ndarray, matrix: np.ndarray, roi: tuple[int, int, int, in
 
 
 def _update_under_mask(image: np.ndarray, values: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None,
-                       combine, border: int) -> np.ndarray:
+                       combine, border: int, inplace: bool = False) -> np.ndarray:
     """Warp crop-space `values` and the mask into the photo and write combine(photo, values, mask)
-    into a copy, only where the mask is above zero (elsewhere pixels stay byte-identical)."""
+    into a copy (or `image` itself), only where the mask is above zero (elsewhere pixels stay
+    byte-identical)."""
     size = values.shape[0]
     mask = face_mask(size) if mask is None else mask
-    out = image.copy()
+    out = image if inplace else image.copy()
     roi = crop_region(matrix, size, image.shape[:2])
     if roi is None:
         return out
@@ -66,22 +67,23 @@ def _update_under_mask(image: np.ndarray, values: np.ndarray, matrix: np.ndarray
     return out
 
 
-def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None,
+               inplace: bool = False) -> np.ndarray:
     """Blend an edited crop (uint8 or float 0..255, any size, aligned by `matrix`) into a copy of
     `image` under the mask. Edge pixels are repeated beyond the crop so that interpolation at
     the square's border never pulls in black."""
     return _update_under_mask(image, crop, matrix, mask, lambda photo, crop_, m: photo * (1 - m) + crop_ * m,
-                              cv2.BORDER_REPLICATE)
+                              cv2.BORDER_REPLICATE, inplace)
 
 
-def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Move the photo's own pixels as the model's face moves: `flow` (crop-space, (size, size, 2),
     in crop pixels) says where each crop pixel of the edited face comes from in the unedited one,
     and is zero outside the face. Brows that rise and a jaw that drops then keep the photo's own
     texture instead of being painted as brightness changes. Pixels the flow leaves alone stay
     byte-identical."""
     size = flow.shape[0]
-    out = image.copy()
+    out = image if inplace else image.copy()
     roi = crop_region(matrix, size, image.shape[:2])
     if roi is None:
         return out
@@ -100,15 +102,16 @@ def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray) -> np.nd
 
 
 def render_face(image: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
-                matrix: np.ndarray) -> np.ndarray:
+                matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
     """One face's rendering (crop space: `motion` (S,S,2) in fractions of the side, `mask` (S,S)
     0..1, `fill` (S,S,3) 0..255) applied to a copy of the photo aligned by `matrix`: first the
     photo's pixels move, then the fill is blended in under the mask. Both fade out at the face
-    mask's edge, so hair and background never move."""
+    mask's edge, so hair and background never move. `inplace` writes into `image` itself (a
+    photo of 100+ megapixels is then never copied per face)."""
     size = motion.shape[0]
     face = face_mask(size)
-    moved = warp_photo(image, motion * size * face[..., None], matrix)
+    moved = warp_photo(image if inplace else image.copy(), motion * size * face[..., None], matrix, inplace=True)
     weight = np.asarray(mask, np.float32) * face
     if not (weight > 1e-3).any():
         return moved
-    return paste_crop(moved, fill, matrix, weight)
+    return paste_crop(moved, fill, matrix, weight, inplace=True)
