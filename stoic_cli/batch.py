@@ -211,16 +211,7 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
 
     console = console or Console(stderr=True)
     outcomes = Outcomes()
-    claimed: dict[Path, Path] = {}  # every planned output path -> the input that will write it
-    clash: dict[int, str] = {}
-    for i, job in enumerate(jobs):
-        for path in ([job.output] if job.output else []) + job.extras:
-            key = Path(os.path.normpath(os.path.abspath(path)))
-            if key in claimed and claimed[key] != job.source:
-                # Two inputs with one output name (a/x.jpg, b/x.jpg -o out/): never let one replace the other.
-                clash[i] = (f"same output name {path.name} as {claimed[key]}; use --recursive on their common "
-                            "folder or separate -o folders")
-            claimed.setdefault(key, job.source)
+    clash = output_clashes(jobs)
     stop = _StopRequest()
     previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
     try:
@@ -235,7 +226,7 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
                                     "resume"), start, outcomes, progress, quiet, escape, on_outcome)
                     break
                 try:
-                    outcome = _run_one(job, work, overwrite, provenance, clash.get(i))
+                    outcome = run_job(job, work, overwrite, provenance, clash.get(i))
                     _record(outcome, start, outcomes, progress, quiet, escape, on_outcome)
                     progress.advance(task)
                 except KeyboardInterrupt:  # Ctrl-C: the photo in hand is dropped (never half-written)
@@ -259,13 +250,42 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run_one(job: Job, work, overwrite: bool, provenance, clash: str | None) -> Outcome:
+def output_clashes(jobs: list[Job]) -> dict[int, str]:
+    """Job index -> why it must not run: an output (or sheet, strip) path that an earlier input
+    of the batch will write. Found before the first photo, on the machine that plans the batch."""
+    claimed: dict[Path, Path] = {}  # every planned output path -> the input that will write it
+    clash: dict[int, str] = {}
+    for i, job in enumerate(jobs):
+        for path in ([job.output] if job.output else []) + job.extras:
+            key = Path(os.path.normpath(os.path.abspath(path)))
+            if key in claimed and claimed[key] != job.source:
+                # Two inputs with one output name (a/x.jpg, b/x.jpg -o out/): never let one replace the other.
+                clash[i] = (f"same output name {path.name} as {claimed[key]}; use --recursive on their common "
+                            "folder or separate -o folders")
+            claimed.setdefault(key, job.source)
+    return clash
+
+
+def precheck(job: Job, clash: str | None = None) -> Outcome | None:
+    """The outcome of a job that needs no photo read (not an image, output = input, an output
+    name clash), or None."""
     if not job.readable:
         return Outcome(job.source, SKIPPED, message="not an image stoic reads")
     if job.output is not None and same_file(job.output, job.source):
         return Outcome(job.source, FAILED, message="output would overwrite the input; choose another -o")
     if clash:
         return Outcome(job.source, FAILED, message=clash)
+    return None
+
+
+def run_job(job: Job, work: Callable[[Job], tuple[int, str]], overwrite: bool = False,
+            provenance: Callable[[Job], dict] | None = None, clash: str | None = None) -> Outcome:
+    """One job under the batch rules (see the module's doc): skipped when its tagged output is
+    there already, refused when something else holds its names, otherwise `work(job)`; an
+    exception is this job's failure. Every runner (run_jobs, stoic_cli.cluster) goes through it."""
+    settled = precheck(job, clash)
+    if settled is not None:
+        return settled
     try:
         # A folder walked again after a run holds that run's outputs: they are not new inputs.
         tag = read_provenance(job.source) if job.in_folder and job.output is not None else None
@@ -296,11 +316,18 @@ def _record(outcome: Outcome, start: float, outcomes: list, progress, quiet: boo
     if on_outcome is not None:
         on_outcome(outcome)
     if not quiet:
-        colour = {OK: "green", SKIPPED: "yellow", FAILED: "red", INTERRUPTED: "red"}[outcome.status]
-        target = f" -> {escape(str(outcome.output))}" if outcome.status == OK and outcome.output else ""
-        msg = f": {escape(outcome.message)}" if outcome.message else ""
-        progress.console.print(f"[{colour}]{outcome.status:7}[/] {escape(str(outcome.source))}{target}{msg}",
-                               highlight=False, soft_wrap=True)
+        print_outcome(progress.console, outcome)
+
+
+def print_outcome(console, outcome: Outcome) -> None:
+    """An input's line: status, path, where its output went, and why."""
+    from rich.markup import escape
+
+    colour = {OK: "green", SKIPPED: "yellow", FAILED: "red", INTERRUPTED: "red"}[outcome.status]
+    target = f" -> {escape(str(outcome.output))}" if outcome.status == OK and outcome.output else ""
+    msg = f": {escape(outcome.message)}" if outcome.message else ""
+    console.print(f"[{colour}]{outcome.status:7}[/] {escape(str(outcome.source))}{target}{msg}",
+                  highlight=False, soft_wrap=True)
 
 
 REPORT_FIELDS = ["path", "faces", "status", "message", "seconds", "output"]

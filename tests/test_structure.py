@@ -16,9 +16,12 @@ ALLOWED = {
     "render": {"face"},
     "pipeline": {"face", "runtime", "edit", "render"},
     "batch": {"face"},
+    "jobs": {"face", "runtime", "edit", "render", "pipeline", "batch"},
+    "cluster": {"face", "runtime", "edit", "render", "pipeline", "batch", "jobs"},
     "train": {"face", "runtime", "edit", "render"},
     "evaluation": {"face", "runtime", "edit", "render", "pipeline", "batch", "train"},
-    "cli": {"face", "runtime", "edit", "render", "pipeline", "batch", "train", "evaluation", "__init__"},
+    "cli": {"face", "runtime", "edit", "render", "pipeline", "batch", "jobs", "cluster", "train", "evaluation",
+            "__init__"},
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -10,11 +10,17 @@ from rich.table import Table
 
 from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, JsonOpt, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt,
-                                   OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, check_outputs, err, fail, finish,
-                                   load_pipeline, out, plan, print_json_line, ShardOpt)
+                                   OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, ShardOpt, check_device,
+                                   check_outputs, err, fail, finish, load_pipeline, out, plan, print_json_line)
+from stoic_cli.jobs import provenance_for
 
 StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from no change to the edit.")
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
+RayOpt = typer.Option(None, "--ray", metavar="ADDRESS", help="Run the batch on Ray actors: 'auto' starts a local "
+                      "Ray, otherwise the cluster's address (host:port or ray://host:port). Needs stoic-cli[ray].")
+WorkersOpt = typer.Option(2, "--workers", min=1, help="With --ray: how many actors (each loads the models once).")
+GpusOpt = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --ray: GPUs per actor (e.g. 1, or 0.5 to "
+                       "share one); use with --device cuda.")
 
 
 def _checked(build):
@@ -23,41 +29,6 @@ def _checked(build):
         return build()
     except ValueError as exc:
         fail(str(exc))
-
-
-def _strip_frames(pipe, photo, faces, edit, steps: int) -> list:
-    """The first face from no change to the full edit, cut from the edited photo at the photo's
-    own resolution (the aligned crop's square), one frame per step."""
-    import numpy as np
-
-    from stoic_cli.face.alignment import alignment_matrix, crop_region
-
-    x0, y0, x1, y1 = crop_region(alignment_matrix(faces[0].landmarks, pipe.render_size), pipe.render_size,
-                                 photo.rgb.shape[:2])
-    return [pipe.apply(photo, faces[:1], edit.scaled(float(f))).rgb[y0:y1, x0:x1]
-            for f in np.linspace(0, 1, max(2, steps))]
-
-
-def extras_for(output: Path, compare: bool, steps: int, gif: bool) -> list[Path]:
-    """The other files an editing job writes, named after its output so that two inputs never
-    share one (me.jpg and me.png give me_neutral_compare.jpg and me_neutral_compare.png)."""
-    extras = []
-    if compare:
-        extras.append(output.with_name(f"{output.stem}_compare{output.suffix}"))
-    if steps:
-        extras.append(output.with_name(f"{output.stem}_strip{'.gif' if gif else output.suffix}"))
-    return extras
-
-
-def provenance_for(pipe, edit):
-    """The tag every output of this run carries: that stoic edited it, how, with which models,
-    and from which input (by content, so a rerun recognises its own results)."""
-    from stoic_cli import __version__
-    from stoic_cli.batch import file_digest
-
-    base = {"software": f"stoic {__version__}", "command": edit.name, "settings": edit.describe(),
-            "models": dict(pipe.models.settings.models)}
-    return lambda job: {**base, "input": job.source.name, "input_sha256": file_digest(job.source)} if job else base
 
 
 def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
@@ -97,40 +68,56 @@ def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, l
     """Every editing command's batch: the edit applied to each photo's faces and saved, with an
     optional input | output sheet and an optional strip of the first face. Sheets and strips
     are written before the photo, so a photo's presence means its job is whole."""
-    import numpy as np
-
     from stoic_cli.batch import run_jobs
-    from stoic_cli.face.images import load_photo, save_gif, save_photo
+    from stoic_cli.jobs import EditJob
 
     if any(str(job.source) == "-" for job in jobs):
         if len(jobs) != 1 or compare or steps:
             fail("'-' (standard input) is one photo on its own, without --compare or --steps")
         return [_edit_stdin(pipe, edit, largest, jobs[0], json_lines)]
-    for job in jobs:
-        if job.output is not None:
-            job.extras = extras_for(job.output, compare, steps, gif)
+    job = EditJob(pipe, edit, largest=largest, compare=compare, steps=steps, gif=gif)
+    return run_jobs(job.prepare(jobs), job.work, overwrite=overwrite, console=err, label=label, quiet=quiet,
+                    provenance=job.provenance, on_outcome=print_json_line if json_lines else None)
 
-    def work(job):
-        photo = load_photo(job.source)
-        faces, skipped = pipe.find_faces(photo, largest)
-        result = pipe.apply(photo, faces, edit)
-        tag = job.provenance
-        notes = [skipped.message] if skipped else []
-        if compare:
-            save_photo(photo, np.concatenate([photo.rgb, result.rgb], axis=1), job.extras[0], tag)
-        if steps:
-            frames = _strip_frames(pipe, photo, faces, edit, steps)
-            strip = job.extras[-1]
-            if gif:
-                save_gif(frames, strip, tag)
-            else:
-                save_photo(photo, np.concatenate(frames, axis=1), strip, tag)
-            notes.append(f"strip {strip.name}")
-        save_photo(photo, result.rgb, job.output, tag)
-        return len(faces), "; ".join(notes)
 
-    return run_jobs(jobs, work, overwrite=overwrite, console=err, label=label, quiet=quiet,
-                    provenance=provenance_for(pipe, edit), on_outcome=print_json_line if json_lines else None)
+def require_ray(address: Optional[str]) -> None:
+    """With --ray, Ray must be importable before anything is read (exit 2 naming the extra)."""
+    if address is None:
+        return
+    from stoic_cli.cluster import RayMissing, import_ray
+
+    try:
+        import_ray()
+    except RayMissing as exc:
+        fail(str(exc))
+
+
+def driver_device(device: str, address: Optional[str]) -> str:
+    """Where this process runs the models: with --ray only to check them and read a transfer's
+    reference, on the CPU (--device is the actors')."""
+    check_device(device)
+    return device if address is None else "cpu"
+
+
+def _common(options: dict) -> dict:
+    """The Settings every editing command's --ray run shares, from the command's options."""
+    return {"models": str(options["models"]) if options["models"] else None, "device": options["device"],
+            "min_eyes": options["min_eyes"], "largest": options["largest"], "overwrite": options["overwrite"]}
+
+
+def run_on_ray(jobs, settings, address: str, workers: int, gpus: float, *, quiet: bool, json_lines: bool):
+    """The batch on Ray actors (stoic_cli.cluster): same outputs, tags and report rows."""
+    from stoic_cli.cluster import run_with_ray
+
+    if any(str(job.source) == "-" for job in jobs):
+        fail("'-' (standard input) is one photo on its own, without --ray")
+    if settings.models is not None:
+        settings.models = str(Path(settings.models).resolve())  # the same folder for every actor
+    try:
+        return run_with_ray(jobs, settings, address, workers, gpus, console=err, quiet=quiet,
+                            on_outcome=print_json_line if json_lines else None)
+    except (ConnectionError, ValueError, RuntimeError) as exc:  # no cluster at that address
+        fail(f"--ray {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
 @app.command()
@@ -149,6 +136,9 @@ def neutralize(
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
+    ray: Optional[str] = RayOpt,
+    workers: int = WorkersOpt,
+    gpus: float = GpusOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
 
@@ -165,8 +155,14 @@ def neutralize(
 
     edit = _checked(lambda: Neutralize(strength))
     check_outputs(output, report)
+    require_ray(ray)
     jobs = plan(images, "neutral", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, device, min_eyes)
+    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
+    if ray is not None:
+        from stoic_cli.cluster import Settings
+
+        settings = Settings("neutralize", strength=strength, compare=compare, **_common(locals()))
+        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="neutralizing",
                     compare=compare, json_lines=json_lines), report)
 
@@ -189,6 +185,9 @@ def transfer(
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
+    ray: Optional[str] = RayOpt,
+    workers: int = WorkersOpt,
+    gpus: float = GpusOpt,
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
 
@@ -202,21 +201,28 @@ def transfer(
       stoic transfer --expr smile.jpg me.jpg              me_transfer.jpg
       stoic transfer --expr smile.jpg faces/ -o out/ --alpha 0.5
       stoic transfer --expr smile.jpg me.jpg --steps 5    and me_transfer_strip.png"""
-    from stoic_cli.batch import file_digest
     from stoic_cli.edit.edits import Transfer
     from stoic_cli.face.detection import NoFaceError
-    from stoic_cli.face.images import ImageError, load_photo
+    from stoic_cli.face.images import ImageError
+    from stoic_cli.jobs import read_reference
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
     check_outputs(output, report)
+    require_ray(ray)
     jobs = plan(images, "transfer", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, device, min_eyes)
-    # The reference is checked before any input is touched.
+    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
+    # The reference is checked before any input is touched (with --ray: here, and its code sent).
     try:
-        reference = pipe.read_reference(load_photo(expr), source=f"{expr.name} sha256:{file_digest(expr)}")
+        reference = read_reference(pipe, expr)
     except (ImageError, NoFaceError) as exc:
         fail(f"reference {expr}: {exc}")
     edit = Transfer(reference, alpha)
+    if ray is not None:
+        from stoic_cli.cluster import Settings
+
+        settings = Settings("transfer", alpha=alpha, reference=str(expr), reference_code=reference, steps=steps,
+                            gif=gif, **_common(locals()))
+        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="transferring",
                     steps=steps, gif=gif, json_lines=json_lines), report)
 
@@ -267,6 +273,9 @@ def edit(
     quiet: bool = QuietOpt,
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
+    ray: Optional[str] = RayOpt,
+    workers: int = WorkersOpt,
+    gpus: float = GpusOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
 
@@ -286,13 +295,19 @@ def edit(
     if not images or not attr:
         fail("give images and at least one --attr NAME=AMOUNT (see --list)")
     check_outputs(output, report)
+    require_ray(ray)
     jobs = plan(images, "edit", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, device, min_eyes)
+    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
     try:
         known = pipe.models.attributes()
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     amounts = parse_amounts(attr, known)
     edit_ = _checked(lambda: AttributeEdit(known, amounts, force=force))
+    if ray is not None:
+        from stoic_cli.cluster import Settings
+
+        settings = Settings("edit", amounts=amounts, force=force, steps=steps, gif=gif, **_common(locals()))
+        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
     finish(run_edit(pipe, jobs, edit_, largest=largest, overwrite=overwrite, quiet=quiet, label="editing",
                     steps=steps, gif=gif, json_lines=json_lines), report)
