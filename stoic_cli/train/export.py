@@ -67,7 +67,8 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
         path = out_dir / f"{name}.onnx"
         _export(networks[name], example, path, i, o)
         written.append(path)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    # Only what running the models needs (read by stoic_cli.runtime.settings); how they were
+    # trained stays in the run's config.json and logs.
     meta = {
         "format": 1,
         "image_size": nets.IMAGE_SIZE,
@@ -75,8 +76,6 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
         "latent_dim": nets.LATENT_DIM,
         "pixel_range": [-1.0, 1.0],
         "template": alignment.TEMPLATE.tolist(),
-        "training": {k: config.get(k) for k in ("batch_size", "vae_steps", "kl_weight", "ssim_weight",
-                                                 "neutralizer_steps")},
     }
     meta.update(extra_meta or {})
     meta_path = out_dir / "stoic.json"

@@ -147,15 +147,15 @@ class CodeTable:
 
     def __init__(self, crops: np.ndarray, labels: list[dict], models: Path, run: Path, rng):
         from stoic_cli.runtime.onnx import OnnxModel
+        from stoic_cli.runtime.settings import read_attributes
         self.codes = encode_cache(crops, models, run / "codes.npy")
         self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
         ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
         self.neutral, self.neutral_flipped = ntr(self.codes), ntr(self.flipped)
         path = models / "attributes.json"  # without it, edit-style targets fall back to the photo's code
-        table = json.loads(path.read_text()).get("attributes", {}) if path.exists() else {}
+        table = read_attributes(path) if path.exists() else {}
         dim = self.codes.shape[1]
-        self.direction = {e: np.asarray(table[a]["direction"], np.float32) if a in table else None
-                          for e, a in ATTRIBUTE_OF.items()}
+        self.direction = {e: table[a].direction if a in table else None for e, a in ATTRIBUTE_OF.items()}
         self.direction["neutral"] = np.zeros(dim, np.float32)
         self.expression = [r["expression"] for r in labels]
         self.rng = rng
