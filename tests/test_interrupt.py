@@ -47,3 +47,34 @@ def test_a_stopped_batch_writes_its_report(tmp_path, signum):
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"8 done" not in rerun.stderr and len(list(out.glob("*_neutral.jpg"))) == 8
+
+
+def test_two_runs_writing_one_output_leave_it_whole(tmp_path):
+    """Two processes with different settings race for the same output names: every output ends
+    up written whole by one of them, its tag saying which, and no temporary is left."""
+    import numpy as np
+    from PIL import Image
+
+    from stoic_cli.face.images import read_provenance
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(REPO / "tests" / "data" / "london" / "011_smiling.jpg", folder / f"p{i}.jpg")
+    base = [sys.executable, "-m", "stoic_cli", "neutralize", str(folder), "-o", str(out), "--overwrite", "-q",
+            "--device", "cpu", "--models", str(REPO / "models")]
+    runs = [subprocess.Popen(base + ["--strength", s], stderr=subprocess.PIPE, text=True) for s in ("1", "0.3")]
+    for p in runs:
+        _, errors = p.communicate(timeout=300)
+        assert p.returncode == 0, errors
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # What each setting writes when it runs alone.
+    alone = {}
+    for s in ("1", "0.3"):
+        subprocess.run(base[:6] + [str(tmp_path / f"alone{s}"), "--overwrite", "-q", "--device", "cpu", "--models",
+                                   str(REPO / "models"), "--strength", s], check=True, capture_output=True)
+        alone[float(s)] = np.asarray(Image.open(tmp_path / f"alone{s}" / "p0_neutral.jpg"))
+    for i in range(4):
+        made = out / f"p{i}_neutral.jpg"
+        strength = read_provenance(made)["settings"]["strength"]
+        assert np.array_equal(np.asarray(Image.open(made)), alone[strength]), f"{made.name} is not whole"
