@@ -101,3 +101,20 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from stoic_cli.cli.options import err\n")
     assert imports(probe, {"stoic_cli.cli.options"}) == {"stoic_cli.cli.options"}
+
+
+def test_editing_commands_import_no_torch(tmp_path):
+    """The editing path runs on ONNX Runtime alone: `pip install stoic-cli` needs no torch."""
+    import subprocess
+    import sys
+
+    repo = PACKAGE.parent
+    code = ("import sys\nfrom stoic_cli.cli import app\n"
+            f"app(['neutralize', {str(repo / 'tests/data/london/011_smiling.jpg')!r}, '-o', {str(tmp_path)!r}, "
+            "'--device', 'cpu'], standalone_mode=False)\n"
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'facenet_pytorch') if m in sys.modules)\n"
+            "print('HEAVY', heavy)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY []" in res.stdout, res.stdout
+    assert (tmp_path / "011_smiling_neutral.jpg").exists()
