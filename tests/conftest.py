@@ -54,6 +54,19 @@ def detector():
 
 
 @pytest.fixture(scope="session")
+def torch_detector():
+    """facenet-pytorch's MTCNN, the reference the ONNX detector is held to."""
+    import torch
+
+    from stoic_cli.face.detection import FaceDetector
+
+    # One intra-op thread: on a small, busy CI machine two threads that spin-wait for each
+    # other make MTCNN ten times slower, and on an idle one it costs little.
+    torch.set_num_threads(1)
+    return FaceDetector(device="cpu")
+
+
+@pytest.fixture(scope="session")
 def london_faces(detector, london_rgb) -> dict:
     """name -> faces found by MTCNN (all 12 photos have one size: one batched call)."""
     names = list(london_rgb)

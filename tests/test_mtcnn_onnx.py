@@ -26,12 +26,12 @@ def onnx_detector():
     return OnnxFaceDetector(device="cpu", threads=1)
 
 
-def assert_same_raw(detector, onnx_detector, batch: np.ndarray) -> list[int]:
+def assert_same_raw(torch_detector, onnx_detector, batch: np.ndarray) -> list[int]:
     """MTCNN.detect's boxes, probs and landmarks per image, both ways; the faces found."""
     import torch
 
     with torch.inference_mode():
-        boxes, probs, points = detector.mtcnn.detect(batch, landmarks=True)
+        boxes, probs, points = torch_detector.mtcnn.detect(batch, landmarks=True)
     got = onnx_detector.detect_raw(batch)
     assert len(got) == len(batch)
     counts = []
@@ -65,17 +65,17 @@ def two_faces(london_rgb) -> np.ndarray:
     return canvas
 
 
-def test_the_london_photos_as_one_batch(detector, onnx_detector, london_rgb, london_faces):
+def test_the_london_photos_as_one_batch(torch_detector, onnx_detector, london_rgb, london_faces):
     batch = np.stack([london_rgb[n] for n in LONDON_NAMES])
-    assert assert_same_raw(detector, onnx_detector, batch) == [1] * 12
+    assert assert_same_raw(torch_detector, onnx_detector, batch) == [1] * 12
     got = onnx_detector.detect_batch(list(batch))
     for name, faces in zip(LONDON_NAMES, got):
         assert_same_faces(london_faces[name], faces)
 
 
 @pytest.mark.parametrize("name", LONDON_NAMES)
-def test_each_london_photo_alone(detector, onnx_detector, london_rgb, name):
-    assert assert_same_raw(detector, onnx_detector, london_rgb[name][None]) == [1]
+def test_each_london_photo_alone(torch_detector, onnx_detector, london_rgb, name):
+    assert assert_same_raw(torch_detector, onnx_detector, london_rgb[name][None]) == [1]
 
 
 def variants(london_rgb) -> dict[str, np.ndarray]:
@@ -97,32 +97,32 @@ def variants(london_rgb) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("variant", ["downscaled", "upscaled", "two faces", "tiny face", "mirrored", "rotated",
                                      "dark", "wide", "blank"])
-def test_variants(detector, onnx_detector, london_rgb, variant):
+def test_variants(torch_detector, onnx_detector, london_rgb, variant):
     image = variants(london_rgb)[variant]
-    counts = assert_same_raw(detector, onnx_detector, image[None])
+    counts = assert_same_raw(torch_detector, onnx_detector, image[None])
     assert counts[0] == {"blank": 0, "two faces": 2}.get(variant, counts[0])
     if variant != "blank":
         assert counts[0] >= 1
-    assert_same_faces(detector.detect(image), onnx_detector.detect(image))
+    assert_same_faces(torch_detector.detect(image), onnx_detector.detect(image))
 
 
-def test_downscaling_for_detection_and_mixed_sizes(detector, onnx_detector, london_rgb):
+def test_downscaling_for_detection_and_mixed_sizes(torch_detector, onnx_detector, london_rgb):
     """Through detect_batch: a copy at most max_side long, mixed sizes one by one, back in the
     photo's pixels, largest first."""
     big = cv2.resize(london_rgb["011_smiling.jpg"], (800, 800), interpolation=cv2.INTER_CUBIC)
-    assert_same_faces(detector.detect(big, max_side=400), onnx_detector.detect(big, max_side=400))
+    assert_same_faces(torch_detector.detect(big, max_side=400), onnx_detector.detect(big, max_side=400))
     images = [big, two_faces(london_rgb), london_rgb["094_neutral.jpg"], np.zeros((8, 300, 3), np.uint8)]
-    expected, got = detector.detect_batch(images), onnx_detector.detect_batch(images)
+    expected, got = torch_detector.detect_batch(images), onnx_detector.detect_batch(images)
     assert [len(f) for f in got] == [1, 2, 1, 0]
     for e, g in zip(expected, got):
         assert_same_faces(e, g)
 
 
-def test_a_batch_with_many_candidates_takes_torchvisions_other_nms(detector, onnx_detector, london_rgb):
+def test_a_batch_with_many_candidates_takes_torchvisions_other_nms(torch_detector, onnx_detector, london_rgb):
     """Above 1000 boxes torchvision's batched NMS runs image by image: 24 photos get there."""
     imgs = [london_rgb[n] for n in LONDON_NAMES]
     batch = np.stack(imgs + [np.ascontiguousarray(im[:, ::-1]) for im in imgs])
-    assert assert_same_raw(detector, onnx_detector, batch) == [1] * 24
+    assert assert_same_raw(torch_detector, onnx_detector, batch) == [1] * 24
 
 
 # ---- the pieces, exactly ----------------------------------------------------------------------
