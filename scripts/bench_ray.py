@@ -31,9 +31,9 @@ def photos(folder: Path, side: int) -> Path:
 
 
 def single(inputs: Path, out: Path) -> float:
-    from stoic_cli.batch import plan_jobs, run_jobs
-    from stoic_cli.cluster import Settings
-    from stoic_cli.jobs import EditJob
+    from stoic_cli.batch.runner import plan_jobs, run_jobs
+    from stoic_cli.batch.cluster import Settings
+    from stoic_cli.batch.editing import EditJob
 
     settings = Settings("neutralize", device="cpu")
     pipe = settings.pipeline()
@@ -48,8 +48,8 @@ def single(inputs: Path, out: Path) -> float:
 
 def on_ray(inputs: Path, out: Path, workers: int) -> tuple[float, float]:
     """(photos/s from the call to the last photo, photos/s once the first photo is back)."""
-    from stoic_cli.batch import plan_jobs
-    from stoic_cli.cluster import Settings, run_with_ray
+    from stoic_cli.batch.runner import plan_jobs
+    from stoic_cli.batch.cluster import Settings, run_with_ray
 
     jobs = plan_jobs([inputs], "neutral", out)
     done: list[float] = []

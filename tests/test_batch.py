@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stoic_cli.batch import (FAILED, OK, SKIPPED, Job, expand_inputs, output_path, plan_jobs, run_jobs,
+from stoic_cli.batch.runner import (FAILED, OK, SKIPPED, Job, expand_inputs, output_path, plan_jobs, run_jobs,
                              summary, write_report)
 
 
@@ -240,7 +240,7 @@ def test_two_inputs_with_one_output_name_do_not_clobber(tmp_path):
 def test_shards_are_disjoint_cover_everything_and_ignore_listing_order(tmp_path):
     import random
 
-    from stoic_cli.batch import parse_shard, shard
+    from stoic_cli.batch.runner import parse_shard, shard
 
     root = tmp_path / "ids"
     names = [f"sub{i % 7}/p{i:04d}.jpg" for i in range(300)]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from stoic_cli.batch import FAILED, OK, SKIPPED, run_jobs
+from stoic_cli.batch.runner import FAILED, OK, SKIPPED, run_jobs
 from stoic_cli.cli import app
 
 DATA = Path(__file__).parent / "data" / "london"
@@ -88,8 +88,8 @@ def test_a_folder_on_ray_gives_the_single_process_outputs_and_report(tmp_path):
 def test_clashes_and_non_images_are_settled_before_dispatch(tmp_path):
     """What needs no photo read (an output over its input, two inputs with one output name, a
     file stoic does not read) gets run_jobs' outcome on the driver, without starting Ray."""
-    from stoic_cli.batch import Job
-    from stoic_cli.cluster import Settings, run_with_ray
+    from stoic_cli.batch.runner import Job
+    from stoic_cli.batch.cluster import Settings, run_with_ray
 
     def plan():
         return [Job(tmp_path / "o.jpg", tmp_path / "o.jpg"), Job(tmp_path / "b.jpg", tmp_path / "o.jpg"),
@@ -114,7 +114,7 @@ def test_missing_ray_is_a_usage_error_naming_the_extra(monkeypatch, tmp_path, sh
 
 def test_the_actor_runs_rows_without_a_cluster(tmp_path, shipped_models):
     """The documented entry point is a plain callable class: Ray Data calls it with numpy batches."""
-    from stoic_cli.cluster import Settings, StoicActor
+    from stoic_cli.batch.cluster import Settings, StoicActor
 
     actor = StoicActor(settings=Settings("neutralize", strength=0.5, models=str(shipped_models), device="cpu"))
     batch = {"source": np.array([str(DATA / PHOTOS[0]), str(tmp_path / "missing.jpg")]),

@@ -12,7 +12,7 @@ from stoic_cli.cli.app import app
 from stoic_cli.cli.options import (DeviceOpt, InputsArg, JsonOpt, LargestOpt, MinEyeOpt, ModelsOpt, OutDirOpt,
                                    OverwriteOpt, QuietOpt, RecursiveOpt, ReportOpt, ShardOpt, check_device,
                                    check_outputs, err, fail, finish, load_pipeline, out, plan, print_json_line)
-from stoic_cli.jobs import provenance_for
+from stoic_cli.batch.editing import provenance_for
 
 StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of N faces from no change to the edit.")
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
@@ -37,7 +37,7 @@ def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
     import sys
     import time
 
-    from stoic_cli.batch import FAILED, OK, Outcome
+    from stoic_cli.batch.runner import FAILED, OK, Outcome
     from stoic_cli.face.images import load_photo_bytes, photo_bytes
 
     start = time.perf_counter()
@@ -68,8 +68,8 @@ def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, l
     """Every editing command's batch: the edit applied to each photo's faces and saved, with an
     optional input | output sheet and an optional strip of the first face. Sheets and strips
     are written before the photo, so a photo's presence means its job is whole."""
-    from stoic_cli.batch import run_jobs
-    from stoic_cli.jobs import EditJob
+    from stoic_cli.batch.runner import run_jobs
+    from stoic_cli.batch.editing import EditJob
 
     if any(str(job.source) == "-" for job in jobs):
         if len(jobs) != 1 or compare or steps:
@@ -84,7 +84,7 @@ def require_ray(address: Optional[str]) -> None:
     """With --ray, Ray must be importable before anything is read (exit 2 naming the extra)."""
     if address is None:
         return
-    from stoic_cli.cluster import RayMissing, import_ray
+    from stoic_cli.batch.cluster import RayMissing, import_ray
 
     try:
         import_ray()
@@ -106,8 +106,8 @@ def _common(options: dict) -> dict:
 
 
 def run_on_ray(jobs, settings, address: str, workers: int, gpus: float, *, quiet: bool, json_lines: bool):
-    """The batch on Ray actors (stoic_cli.cluster): same outputs, tags and report rows."""
-    from stoic_cli.cluster import run_with_ray
+    """The batch on Ray actors (stoic_cli.batch.cluster): same outputs, tags and report rows."""
+    from stoic_cli.batch.cluster import run_with_ray
 
     if any(str(job.source) == "-" for job in jobs):
         fail("'-' (standard input) is one photo on its own, without --ray")
@@ -159,7 +159,7 @@ def neutralize(
     jobs = plan(images, "neutral", output, recursive, shard_spec, report)
     pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
     if ray is not None:
-        from stoic_cli.cluster import Settings
+        from stoic_cli.batch.cluster import Settings
 
         settings = Settings("neutralize", strength=strength, compare=compare, **_common(locals()))
         return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
@@ -204,7 +204,7 @@ def transfer(
     from stoic_cli.edit.edits import Transfer
     from stoic_cli.face.detection import NoFaceError
     from stoic_cli.face.images import ImageError
-    from stoic_cli.jobs import read_reference
+    from stoic_cli.batch.editing import read_reference
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
     check_outputs(output, report)
@@ -218,7 +218,7 @@ def transfer(
         fail(f"reference {expr}: {exc}")
     edit = Transfer(reference, alpha)
     if ray is not None:
-        from stoic_cli.cluster import Settings
+        from stoic_cli.batch.cluster import Settings
 
         settings = Settings("transfer", alpha=alpha, reference=str(expr), reference_code=reference, steps=steps,
                             gif=gif, **_common(locals()))
@@ -305,7 +305,7 @@ def edit(
     amounts = parse_amounts(attr, known)
     edit_ = _checked(lambda: AttributeEdit(known, amounts, force=force))
     if ray is not None:
-        from stoic_cli.cluster import Settings
+        from stoic_cli.batch.cluster import Settings
 
         settings = Settings("edit", amounts=amounts, force=force, steps=steps, gif=gif, **_common(locals()))
         return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)

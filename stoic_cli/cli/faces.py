@@ -24,7 +24,7 @@ def detect(
     shard_spec: Optional[str] = ShardOpt,
 ):
     """Find faces: box, score and the five landmarks (eyes, nose, mouth corners)."""
-    from stoic_cli.batch import run_jobs
+    from stoic_cli.batch.runner import run_jobs
     from stoic_cli.face.images import load_photo
 
     detector = face_detector(device)
@@ -68,7 +68,7 @@ def crop(
 ):
     """Write aligned square face crops: <stem>_crop.png, <stem>_crop1.png, ... per face."""
     from stoic_cli import __version__
-    from stoic_cli.batch import file_digest, run_jobs
+    from stoic_cli.batch.runner import file_digest, run_jobs
     from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import usable_faces
     from stoic_cli.face.images import load_photo, save_rgb

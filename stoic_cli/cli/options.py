@@ -63,7 +63,7 @@ def face_detector(device: str, models_dir: Optional[Path] = None):
 def finish(outcomes, report: Optional[Path]) -> None:
     """Write the report (also of an interrupted batch), print the summary, exit 1 when any input
     failed and 130 when the batch was interrupted."""
-    from stoic_cli.batch import FAILED, summary, write_report
+    from stoic_cli.batch.runner import FAILED, summary, write_report
 
     if report:
         write_report(outcomes, report)
@@ -108,7 +108,7 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON line per input on s
 
 
 def print_json_line(outcome) -> None:
-    from stoic_cli.batch import outcome_row
+    from stoic_cli.batch.runner import outcome_row
 
     print(json.dumps(outcome_row(outcome)), flush=True)
 
@@ -137,7 +137,7 @@ def plan(images, suffix: Optional[str], output: Optional[Path], recursive: bool,
          report: Optional[Path] = None):
     """The batch's jobs, limited to one shard when --shard K/N is given. A shard that happens to
     hold no input is done at once (an empty report, exit 0): schedulers run every shard."""
-    from stoic_cli.batch import parse_shard, plan_jobs, shard, write_report
+    from stoic_cli.batch.runner import parse_shard, plan_jobs, shard, write_report
 
     jobs = plan_jobs(images, suffix, output, recursive)
     if shard_spec:

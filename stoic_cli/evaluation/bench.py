@@ -48,7 +48,7 @@ def _cpu_name() -> str:
 
 
 def _load_photos(photos_dir: Path | None) -> list:
-    from stoic_cli.batch import is_image
+    from stoic_cli.batch.runner import is_image
     from stoic_cli.face.images import load_photo
 
     folder = Path(photos_dir) if photos_dir else DEFAULT_PHOTOS

@@ -4,7 +4,7 @@
 Python entry point for a pipeline of one's own::
 
     import ray
-    from stoic_cli.cluster import Settings, StoicActor
+    from stoic_cli.batch.cluster import Settings, StoicActor
 
     settings = Settings("neutralize", strength=1.0, device="cuda")
     ds = ray.data.from_items([{"source": "/shared/in/a.jpg", "output": "/shared/out/a_neutral.jpg"}])
@@ -13,7 +13,7 @@ Python entry point for a pipeline of one's own::
     done.take_all()  # each row as given, plus status, faces, message, seconds, has_output
 
 Each actor loads the models once (ONNX Runtime on CUDA when `device="cuda"` and Ray gave it a
-GPU) and runs every row through stoic_cli.batch.run_job with stoic_cli.jobs.EditJob, so a row
+GPU) and runs every row through stoic_cli.batch.run_job with stoic_cli.batch.editing.EditJob, so a row
 obeys the same rules as a single-process run: a tagged output made with the same settings is
 skipped, one made otherwise is refused unless `overwrite`, files are written whole under a
 temporary name, and the provenance tag is the same byte for byte. A failing photo fails alone
@@ -32,11 +32,11 @@ from typing import Callable
 
 import numpy as np
 
-from stoic_cli.batch import (FAILED, INTERRUPTED, Job, Outcome, Outcomes, output_clashes, precheck, print_outcome,
+from stoic_cli.batch.runner import (FAILED, INTERRUPTED, Job, Outcome, Outcomes, output_clashes, precheck, print_outcome,
                              run_job)
 from stoic_cli.edit.edits import Reference
 from stoic_cli.face.detection import MIN_EYE_DISTANCE
-from stoic_cli.jobs import EditJob, extras_for, read_reference
+from stoic_cli.batch.editing import EditJob, extras_for, read_reference
 
 RAY_MISSING = 'Ray is not installed; install the extra: pip install "stoic-cli[ray]"'
 COMMANDS = ("neutralize", "transfer", "edit")

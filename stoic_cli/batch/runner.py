@@ -282,7 +282,7 @@ def run_job(job: Job, work: Callable[[Job], tuple[int, str]], overwrite: bool = 
             provenance: Callable[[Job], dict] | None = None, clash: str | None = None) -> Outcome:
     """One job under the batch rules (see the module's doc): skipped when its tagged output is
     there already, refused when something else holds its names, otherwise `work(job)`; an
-    exception is this job's failure. Every runner (run_jobs, stoic_cli.cluster) goes through it."""
+    exception is this job's failure. Every runner (run_jobs, stoic_cli.batch.cluster) goes through it."""
     settled = precheck(job, clash)
     if settled is not None:
         return settled

@@ -1,14 +1,14 @@
 """The editing job, outside any command line: what one photo's edit writes (the photo and its
 optional input | output sheet and strip), the provenance tag its outputs carry, and the work
 itself. `stoic neutralize|transfer|edit` run it in one process (stoic_cli.batch.run_jobs), the
-Ray actors of stoic_cli.cluster run the very same object, so both write the same bytes."""
+Ray actors of stoic_cli.batch.cluster run the very same object, so both write the same bytes."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from stoic_cli.batch import Job, file_digest
+from stoic_cli.batch.runner import Job, file_digest
 from stoic_cli.edit.edits import Edit, Reference
 
 
