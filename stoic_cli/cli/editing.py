@@ -45,8 +45,7 @@ def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
         photo = load_photo_bytes(sys.stdin.buffer.read())
         faces, skipped = pipe.find_faces(photo, largest)
         result = pipe.apply(photo, faces, edit)
-        tag = {"software": provenance_for(pipe, edit)(None)["software"], "command": edit.name,
-               "settings": edit.describe(), "models": dict(pipe.models.settings.models), "input": "stdin"}
+        tag = {**provenance_for(pipe, edit)(None), "input": "stdin"}
         data = photo_bytes(photo, result.rgb, tag)
         outcome = Outcome(job.source, OK, faces=len(faces), message=skipped.message, output=Path("-"))
     except Exception as exc:
@@ -99,10 +98,32 @@ def driver_device(device: str, address: Optional[str]) -> str:
     return device if address is None else "cpu"
 
 
-def _common(options: dict) -> dict:
-    """The Settings every editing command's --ray run shares, from the command's options."""
-    return {"models": str(options["models"]) if options["models"] else None, "device": options["device"],
-            "min_eyes": options["min_eyes"], "largest": options["largest"], "overwrite": options["overwrite"]}
+def _start(images, suffix: str, output, recursive: bool, shard_spec, report, ray, models, device: str,
+           min_eyes: float):
+    """What every editing command does before its first photo: outputs checked writable, Ray
+    importable, the inputs planned, the models loaded. Returns (jobs, pipeline)."""
+    check_outputs(output, report)
+    require_ray(ray)
+    jobs = plan(images, suffix, output, recursive, shard_spec, report)
+    return jobs, load_pipeline(models, driver_device(device, ray), min_eyes)
+
+
+def _run(pipe, jobs, edit, report, *, label: str, ray, workers: int, gpus: float, quiet: bool, json_lines: bool,
+         models, device: str, min_eyes: float, largest: bool, overwrite: bool, compare: bool = False,
+         steps: int = 0, gif: bool = False, **command_settings) -> None:
+    """Every editing command's batch, in this process or on Ray actors, then its report and exit
+    code. `command_settings` are the edit's own settings as stoic_cli.batch.cluster.Settings takes
+    them (strength, alpha and reference, amounts and force)."""
+    if ray is not None:
+        from stoic_cli.batch.cluster import Settings
+
+        settings = Settings(edit.name, models=str(models) if models else None, device=device, min_eyes=min_eyes,
+                            largest=largest, overwrite=overwrite, compare=compare, steps=steps, gif=gif,
+                            **command_settings)
+        finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
+        return
+    finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label=label,
+                    compare=compare, steps=steps, gif=gif, json_lines=json_lines), report)
 
 
 def run_on_ray(jobs, settings, address: str, workers: int, gpus: float, *, quiet: bool, json_lines: bool):
@@ -154,17 +175,10 @@ def neutralize(
     from stoic_cli.edit.edits import Neutralize
 
     edit = _checked(lambda: Neutralize(strength))
-    check_outputs(output, report)
-    require_ray(ray)
-    jobs = plan(images, "neutral", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
-    if ray is not None:
-        from stoic_cli.batch.cluster import Settings
-
-        settings = Settings("neutralize", strength=strength, compare=compare, **_common(locals()))
-        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
-    finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="neutralizing",
-                    compare=compare, json_lines=json_lines), report)
+    jobs, pipe = _start(images, "neutral", output, recursive, shard_spec, report, ray, models, device, min_eyes)
+    _run(pipe, jobs, edit, report, label="neutralizing", ray=ray, workers=workers, gpus=gpus, quiet=quiet,
+         json_lines=json_lines, models=models, device=device, min_eyes=min_eyes, largest=largest,
+         overwrite=overwrite, compare=compare, strength=strength)
 
 
 @app.command()
@@ -207,24 +221,15 @@ def transfer(
     from stoic_cli.batch.editing import read_reference
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
-    check_outputs(output, report)
-    require_ray(ray)
-    jobs = plan(images, "transfer", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
+    jobs, pipe = _start(images, "transfer", output, recursive, shard_spec, report, ray, models, device, min_eyes)
     # The reference is checked before any input is touched (with --ray: here, and its code sent).
     try:
         reference = read_reference(pipe, expr)
     except (ImageError, NoFaceError) as exc:
         fail(f"reference {expr}: {exc}")
-    edit = Transfer(reference, alpha)
-    if ray is not None:
-        from stoic_cli.batch.cluster import Settings
-
-        settings = Settings("transfer", alpha=alpha, reference=str(expr), reference_code=reference, steps=steps,
-                            gif=gif, **_common(locals()))
-        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
-    finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label="transferring",
-                    steps=steps, gif=gif, json_lines=json_lines), report)
+    _run(pipe, jobs, Transfer(reference, alpha), report, label="transferring", ray=ray, workers=workers, gpus=gpus,
+         quiet=quiet, json_lines=json_lines, models=models, device=device, min_eyes=min_eyes, largest=largest,
+         overwrite=overwrite, steps=steps, gif=gif, alpha=alpha, reference=str(expr), reference_code=reference)
 
 
 def parse_amounts(specs: List[str], known: dict) -> dict[str, float]:
@@ -294,20 +299,13 @@ def edit(
         return
     if not images or not attr:
         fail("give images and at least one --attr NAME=AMOUNT (see --list)")
-    check_outputs(output, report)
-    require_ray(ray)
-    jobs = plan(images, "edit", output, recursive, shard_spec, report)
-    pipe = load_pipeline(models, driver_device(device, ray), min_eyes)
+    jobs, pipe = _start(images, "edit", output, recursive, shard_spec, report, ray, models, device, min_eyes)
     try:
         known = pipe.models.attributes()
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     amounts = parse_amounts(attr, known)
     edit_ = _checked(lambda: AttributeEdit(known, amounts, force=force))
-    if ray is not None:
-        from stoic_cli.batch.cluster import Settings
-
-        settings = Settings("edit", amounts=amounts, force=force, steps=steps, gif=gif, **_common(locals()))
-        return finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
-    finish(run_edit(pipe, jobs, edit_, largest=largest, overwrite=overwrite, quiet=quiet, label="editing",
-                    steps=steps, gif=gif, json_lines=json_lines), report)
+    _run(pipe, jobs, edit_, report, label="editing", ray=ray, workers=workers, gpus=gpus, quiet=quiet,
+         json_lines=json_lines, models=models, device=device, min_eyes=min_eyes, largest=largest,
+         overwrite=overwrite, steps=steps, gif=gif, amounts=amounts, force=force)
