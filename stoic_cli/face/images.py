@@ -237,13 +237,18 @@ def save_photo(photo: Photo, rgb: np.ndarray, out_path: str | Path, provenance: 
     half-written file that a rerun would skip, and of two runs writing one output, one wins
     whole."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     ext = out_path.suffix.lower()
     img, kwargs = _encode(photo, rgb, ext, provenance)
+    return _write_atomically(out_path, lambda tmp: img.save(tmp, format=Image.registered_extensions().get(ext),
+                                                            **kwargs))
+
+
+def _write_atomically(out_path: Path, write) -> Path:
+    """`write(tmp)` to a temporary name beside `out_path`, then renamed onto it."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(out_path)
-    fmt = Image.registered_extensions().get(ext)
     try:
-        img.save(tmp, format=fmt, **kwargs)
+        write(tmp)
         tmp.replace(out_path)
     except BaseException:  # disk full, Ctrl-C: no half-written temporary left behind
         tmp.unlink(missing_ok=True)
@@ -271,15 +276,7 @@ def save_rgb(rgb: np.ndarray, out_path: str | Path, provenance: dict | None = No
 def save_gif(frames: list[np.ndarray], out_path: str | Path, provenance: dict | None = None,
              duration_ms: int = 120) -> Path:
     """An animated GIF that plays the frames forth and back, written like save_photo."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     imgs = [Image.fromarray(np.ascontiguousarray(f)) for f in frames + frames[-2:0:-1]]
     kwargs = {"comment": json.dumps(provenance, sort_keys=True)} if provenance else {}
-    tmp = partial_name(out_path)
-    try:
-        imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0, **kwargs)
-        tmp.replace(out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out_path
+    return _write_atomically(Path(out_path), lambda tmp: imgs[0].save(
+        tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0, **kwargs))
