@@ -158,6 +158,11 @@ def describe_settings(tag: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items()) or str(tag.get("command", "?"))
 
 
+def same_result(found: dict | None, expected: dict) -> bool:
+    """Whether an existing file's tag says this job made it (same input, settings and models)."""
+    return bool(found) and all(found.get(k) == expected.get(k) for k in SAME_RESULT_KEYS)
+
+
 def _existing_result(job: Job, overwrite: bool) -> Outcome | None:
     """What to do about outputs that exist already: None to run the job."""
     if job.output is None or overwrite or not job.output.exists():
@@ -165,7 +170,7 @@ def _existing_result(job: Job, overwrite: bool) -> Outcome | None:
     if job.provenance is None:  # a command whose outputs carry no tag: existence is enough
         return Outcome(job.source, SKIPPED, message=f"{job.output} exists (use --overwrite)", output=job.output)
     found = read_provenance(job.output)
-    if found and all(found.get(k) == job.provenance.get(k) for k in SAME_RESULT_KEYS):
+    if same_result(found, job.provenance):
         if all(e.exists() for e in job.extras):
             return Outcome(job.source, SKIPPED, output=job.output,
                            message=f"{job.output} done already with these settings (use --overwrite to redo)")
@@ -179,10 +184,8 @@ def _foreign_extra(job: Job, overwrite: bool) -> Path | None:
     if overwrite or job.provenance is None:
         return None
     for extra in job.extras:
-        if extra.exists():
-            found = read_provenance(extra)
-            if not found or any(found.get(k) != job.provenance.get(k) for k in SAME_RESULT_KEYS):
-                return extra
+        if extra.exists() and not same_result(read_provenance(extra), job.provenance):
+            return extra
     return None
 
 
@@ -206,14 +209,13 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
     the batch. Ctrl-C or SIGTERM stops it after marking the current input interrupted; the
     outcomes so far are returned (the last one INTERRUPTED)."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = console or Console(stderr=True)
     outcomes = Outcomes()
     clash = output_clashes(jobs)
     stop = _StopRequest()
-    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread() else None
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True,
@@ -223,11 +225,11 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
                 start = time.perf_counter()
                 if stop.requested:
                     _record(Outcome(job.source, INTERRUPTED, message="not started: stopped by SIGTERM; rerun to "
-                                    "resume"), start, outcomes, progress, quiet, escape, on_outcome)
+                                    "resume"), start, outcomes, progress, quiet, on_outcome)
                     break
                 try:
                     outcome = run_job(job, work, overwrite, provenance, clash.get(i))
-                    _record(outcome, start, outcomes, progress, quiet, escape, on_outcome)
+                    _record(outcome, start, outcomes, progress, quiet, on_outcome)
                     progress.advance(task)
                 except KeyboardInterrupt:  # Ctrl-C: the photo in hand is dropped (never half-written)
                     recorded = len(outcomes) > i
@@ -245,7 +247,8 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
     return outcomes
 
 
-def _main_thread() -> bool:
+def main_thread() -> bool:
+    """Signal handlers can be set only from the main thread."""
     import threading
     return threading.current_thread() is threading.main_thread()
 
@@ -310,7 +313,7 @@ def run_job(job: Job, work: Callable[[Job], tuple[int, str]], overwrite: bool = 
         return Outcome(job.source, FAILED, message=message)
 
 
-def _record(outcome: Outcome, start: float, outcomes: list, progress, quiet: bool, escape, on_outcome) -> None:
+def _record(outcome: Outcome, start: float, outcomes: list, progress, quiet: bool, on_outcome) -> None:
     outcome.seconds = time.perf_counter() - start
     outcomes.append(outcome)
     if on_outcome is not None:
