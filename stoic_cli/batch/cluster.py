@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from stoic_cli.batch.runner import (FAILED, INTERRUPTED, Job, Outcome, Outcomes, output_clashes, precheck, print_outcome,
-                             run_job)
+from stoic_cli.batch.runner import (FAILED, INTERRUPTED, Job, Outcome, Outcomes, main_thread, output_clashes,
+                                    precheck, print_outcome, run_job)
 from stoic_cli.edit.edits import Reference
 from stoic_cli.face.detection import MIN_EYE_DISTANCE
 from stoic_cli.batch.editing import EditJob, extras_for, read_reference
@@ -94,16 +94,12 @@ class Settings:
     def pipeline(self):
         """The models, loaded once (MTCNN from the same folder, or the installed one, as the CLI)."""
         from stoic_cli.pipeline import Pipeline
-        from stoic_cli.runtime.detector import OnnxFaceDetector
-        from stoic_cli.runtime.models import FaceModels, ModelNotFound
+        from stoic_cli.runtime.detector import detector_for
+        from stoic_cli.runtime.models import FaceModels
 
         threads = self.threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
         models = FaceModels(self.models, device=self.device, threads=threads).load()
-        try:
-            detector = OnnxFaceDetector(device=self.device, model_dir=models.dir, threads=threads)
-        except ModelNotFound:  # a folder of freshly exported StoicNet models
-            detector = OnnxFaceDetector(device=self.device, threads=threads)
-        return Pipeline(models, detector, min_eye_distance=self.min_eyes)
+        return Pipeline(models, detector_for(models.dir, self.device, threads), min_eye_distance=self.min_eyes)
 
     def edit(self, pipe):
         from stoic_cli.edit.edits import AttributeEdit, Neutralize, Transfer
@@ -264,7 +260,7 @@ def run_with_ray(jobs: list[Job], settings: Settings, address: str = LOCAL, work
         _quiet_ray_data(ray)
         stop = {"requested": False}
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True)) \
-            if _main_thread() else None
+            if main_thread() else None
         if not quiet:
             console.print(f"ray: {len(rows)} inputs on {workers} worker(s)"
                           f"{f' with {num_gpus:g} GPU(s) each' if num_gpus else ''}", highlight=False)
@@ -304,8 +300,3 @@ def _one_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
     lines = [line for line in str(cause).splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(cause).__name__
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()

@@ -46,16 +46,11 @@ def check_device(device: str) -> str:
 
 def face_detector(device: str, models_dir: Optional[Path] = None):
     """MTCNN on ONNX Runtime (no torch), on the device the other models use."""
-    from stoic_cli.runtime.detector import OnnxFaceDetector
-
-    from stoic_cli.runtime.models import ModelNotFound
+    from stoic_cli.runtime import detector
 
     check_device(device)
     try:
-        try:
-            return OnnxFaceDetector(device=device, model_dir=models_dir)
-        except ModelNotFound:  # a folder of freshly exported StoicNet models: MTCNN from the installed ones
-            return OnnxFaceDetector(device=device)
+        return detector.detector_for(models_dir, device)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
 

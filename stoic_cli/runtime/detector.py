@@ -52,3 +52,15 @@ class OnnxFaceDetector:
                                   lambda x: self.rnet(x, batch_size=CROP_BATCH),
                                   lambda x: self.onet(x, batch_size=CROP_BATCH),
                                   min_face_size=self.min_face_size)
+
+
+def detector_for(model_dir: str | Path | None, device: str = "cpu", threads: int = 0,
+                 min_face_size: int = mtcnn.MIN_FACE_SIZE) -> OnnxFaceDetector:
+    """MTCNN from the models' folder, or from the installed models when that folder holds only
+    freshly exported StoicNet networks (`stoic train export` writes no MTCNN)."""
+    from stoic_cli.runtime.models import ModelNotFound
+
+    try:
+        return OnnxFaceDetector(device=device, model_dir=model_dir, threads=threads, min_face_size=min_face_size)
+    except ModelNotFound:
+        return OnnxFaceDetector(device=device, threads=threads, min_face_size=min_face_size)
