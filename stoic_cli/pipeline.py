@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stoic_cli.edit.edits import Edit, Reference
+from stoic_cli.edit.latent import neutral_codes
 from stoic_cli.face.alignment import align_face, encoder_sized
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
@@ -54,7 +55,7 @@ class Pipeline:
     def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Own and neutral codes of aligned crops (any size; read at the encoder's)."""
         z = self.models.encode(encoder_sized(crops, self.size))
-        return z, self.models.neutralize(z)
+        return z, neutral_codes(z, self.models.neutralize(z), self.models.settings.expression_dims)
 
     def read_reference(self, photo: Photo, source: str = "") -> Reference:
         """The photo's largest usable face as a transfer reference. Raises NoFaceError."""

@@ -144,6 +144,7 @@ def _models_with(shipped_models, folder: Path, name: str, content: bytes) -> Pat
 
 @pytest.mark.parametrize("name, content", [("stoic.json", b'{"format": 1, "image_size": '),
                                            ("stoic.json", b'{"format": 1, "pixel_range": [0, 1]}'),
+                                           ("stoic.json", b'{"format": 1, "expression_dims": 300}'),
                                            ("renderer.onnx", b""), ("neutralizer.onnx", b"not onnx")])
 def test_broken_model_files_stop_before_the_first_photo(shipped_models, photos, tmp_path, name, content):
     models = _models_with(shipped_models, tmp_path / "models", name, content)

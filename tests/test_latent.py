@@ -77,3 +77,22 @@ def test_reference_is_read_as_its_displacement(shipped_models, detector, london_
     z, zn = pipe.codes(ref.crop[None])
     assert np.allclose(ref.displacement, z - zn, atol=1e-5)
     assert ref.crop.shape == (128, 128, 3) and ref.crop.dtype == np.uint8
+
+
+def test_the_neutral_code_keeps_the_person_part():
+    from stoic_cli.edit.latent import neutral_codes
+
+    rng = np.random.default_rng(1)
+    z, ntr = rng.normal(size=(2, 8)).astype(np.float32), rng.normal(size=(2, 8)).astype(np.float32)
+    zn = neutral_codes(z, ntr, expression_dims=3)
+    assert np.array_equal(zn[:, :5], z[:, :5]) and np.array_equal(zn[:, 5:], ntr[:, 5:])
+    assert np.array_equal(neutral_codes(z, ntr, expression_dims=0), ntr)  # no split: the whole output
+    # so a transfer moves only the expression part, whoever the reference is
+    ref = Reference.from_codes(ntr[:1] + 1, neutral_codes(ntr[:1] + 1, ntr[:1], 3), np.zeros((4, 4, 3), np.uint8))
+    assert np.array_equal(Transfer(ref).codes(z, zn)[:, :5], z[:, :5])
+
+
+def test_shipped_codes_name_their_split(shipped_models):
+    from stoic_cli.runtime.models import FaceModels
+
+    assert FaceModels(shipped_models).settings.expression_dims == 64

@@ -130,7 +130,8 @@ def test_export_writes_three_networks_and_metadata(run):
     assert meta["image_size"] == 128 and meta["latent_dim"] == 256
     from stoic_cli.runtime.settings import ModelSettings
 
-    assert set(meta) <= {"format", "image_size", "render_size", "latent_dim", "pixel_range", "template", "models"}
+    assert set(meta) <= {"format", "image_size", "render_size", "latent_dim", "expression_dims", "pixel_range",
+                         "template", "models"}
     assert ModelSettings.read(Path(run["models"]) / "stoic.json").image_size == 128  # every key is read
 
 

@@ -1,7 +1,10 @@
 """The latent algebra of the three jobs, on (n_faces, latent_dim) codes:
 
-- neutralize (StoicNet): z + s * (Ntr(z) - z); s=1 is the learned neutral code, s>1 extrapolates.
-- transfer (LEED): Ntr(z_in) + alpha * (z_ref - Ntr(z_ref)); the reference's expression is its
+- the neutral code: Ntr(z)'s expression part beside z's own person part (the code's split,
+  Browatzki & Wallraven): Ntr also pulls the person part toward an average face, and keeping
+  it keeps who the person is.
+- neutralize (StoicNet): z + s * (N(z) - z); s=1 is the neutral code, s>1 extrapolates.
+- transfer (LEED): N(z_in) + alpha * (z_ref - Ntr(z_ref)); the reference's expression is its
   displacement from its own neutral code, so no expression labels are needed.
 - attributes (EGGAN-style continuous amounts): z + sum_k amount_k * direction_k, with directions
   estimated from labelled photos (see stoic_cli.train.attributes).
@@ -9,6 +12,16 @@
 from __future__ import annotations
 
 import numpy as np
+
+
+def neutral_codes(z: np.ndarray, z_neutralized: np.ndarray, expression_dims: int) -> np.ndarray:
+    """The neutral code of each face: the neutralizer's last `expression_dims` entries (the
+    expression part) after the face's own person part; 0 means the code has no split."""
+    if not expression_dims:
+        return z_neutralized
+    out = np.array(z, dtype=np.float32, copy=True)
+    out[:, -expression_dims:] = z_neutralized[:, -expression_dims:]
+    return out
 
 
 def neutralize_codes(z: np.ndarray, z_neutral: np.ndarray, strength: float = 1.0) -> np.ndarray:

@@ -35,6 +35,7 @@ class ModelSettings:
     image_size: int = 128  # the encoder's (and decoder's) side
     render_size: int = 256  # the renderer's side
     latent_dim: int = 256
+    expression_dims: int = 0  # the code's expression part (its last entries); 0: no split
     pixel_range: tuple[float, float] = (-1.0, 1.0)
     template: tuple[tuple[float, float], ...] | None = None  # the aligner's template at training time
     models: dict = field(default_factory=dict)  # name -> version note, shown by `stoic info`
@@ -52,6 +53,7 @@ class ModelSettings:
                 image_size=int(data.get("image_size", cls.image_size)),
                 render_size=int(data.get("render_size", cls.render_size)),
                 latent_dim=int(data.get("latent_dim", cls.latent_dim)),
+                expression_dims=int(data.get("expression_dims", cls.expression_dims)),
                 pixel_range=tuple(float(v) for v in data.get("pixel_range", cls.pixel_range)),
                 template=tuple(tuple(float(v) for v in p) for p in data["template"]) if "template" in data else None,
                 models=dict(data.get("models", {})),
@@ -67,6 +69,8 @@ class ModelSettings:
         for name in ("image_size", "render_size", "latent_dim"):
             if not 1 <= getattr(self, name) <= 8192:
                 raise SettingsError(f"{path}: {name} {getattr(self, name)} is out of range")
+        if not 0 <= self.expression_dims < self.latent_dim:
+            raise SettingsError(f"{path}: expression_dims {self.expression_dims} is outside 0..{self.latent_dim - 1}")
         if self.pixel_range != (-1.0, 1.0):
             raise SettingsError(f"{path}: pixel_range {list(self.pixel_range)}; the networks read [-1, 1]")
         if self.template is not None and (np.shape(self.template) != TEMPLATE.shape

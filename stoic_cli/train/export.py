@@ -69,11 +69,13 @@ def export_all(run: str | Path, out_dir: str | Path, extra_meta: dict | None = N
         written.append(path)
     # Only what running the models needs (read by stoic_cli.runtime.settings); how they were
     # trained stays in the run's config.json and logs.
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     meta = {
         "format": 1,
         "image_size": nets.IMAGE_SIZE,
         "render_size": 256,
         "latent_dim": nets.LATENT_DIM,
+        "expression_dims": int(config.get("expression_dims", 0)),
         "pixel_range": [-1.0, 1.0],
         "template": alignment.TEMPLATE.tolist(),
     }
