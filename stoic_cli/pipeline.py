@@ -7,6 +7,7 @@ applied at the photo's full resolution and a fill where something new appears)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -25,8 +26,13 @@ IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 class FaceEdit:
     face: Face
     crop: np.ndarray  # uint8 aligned input crop (render_size)
-    edited_crop: np.ndarray  # uint8 crop with the rendering applied (for sheets and strips)
     matrix: np.ndarray
+    rendering: tuple  # the renderer's (motion, mask, fill) for this face
+
+    @cached_property
+    def edited_crop(self) -> np.ndarray:
+        """The crop with the rendering applied (for sheets); made only when asked for."""
+        return render_face(self.crop, *self.rendering, IDENTITY)
 
 
 @dataclass
@@ -64,21 +70,23 @@ class Pipeline:
         z, zn = self.codes(crop[None])
         return Reference.from_codes(z, zn, crop, source)
 
-    def apply(self, photo: Photo, faces: list[Face], edit: Edit) -> EditResult:
+    def apply(self, photo: Photo, faces: list[Face], edit: Edit, inplace: bool = False) -> EditResult:
+        """The edited photo. `inplace` renders into photo.rgb itself instead of a copy, for
+        callers that need no original afterwards (a big photo is then held once)."""
         aligned = [align_face(photo.rgb, f.landmarks, self.render_size) for f in faces]
         crops = np.stack([c for c, _ in aligned])
         z, zn = self.codes(crops)
         rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
-        out = photo.rgb.copy()  # the one copy of the photo; every face renders into it
+        out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
         edits = []
         for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
             parts = rendering.motion[i], rendering.mask[i], rendering.fill[i]
             render_face(out, *parts, matrix, inplace=True)
-            edits.append(FaceEdit(face, crop, render_face(crop, *parts, IDENTITY), matrix))
+            edits.append(FaceEdit(face, crop, matrix, parts))
         return EditResult(out, edits)
 
-    def run(self, photo: Photo, edit: Edit, largest: bool = False) -> EditResult:
+    def run(self, photo: Photo, edit: Edit, largest: bool = False, inplace: bool = False) -> EditResult:
         faces, skipped = self.find_faces(photo, largest)
-        result = self.apply(photo, faces, edit)
+        result = self.apply(photo, faces, edit, inplace)
         result.skipped = skipped
         return result

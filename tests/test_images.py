@@ -268,3 +268,16 @@ def test_temporary_names_are_unique_and_short(tmp_path):
     assert all(len(n.name) < 40 and n.name.startswith(".") and n.parent == tmp_path for n in names)
     images.save_rgb(np.zeros((8, 8, 3), np.uint8), out)  # a long legal name still works
     assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_loaded_pixels_are_writable_and_exact_across_bands(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from stoic_cli.face import images
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    monkeypatch.setattr(images, "BAND_BYTES", 5 * 23 * 3)  # bands of 5 rows, the last one short
+    photo = images.load_photo(tmp_path / "p.png")
+    assert photo.rgb.flags.writeable and np.array_equal(photo.rgb, pixels)

@@ -138,6 +138,7 @@ def test_area_resize_is_torchs_area_interpolation():
     for size in [(83, 127), (24, 24), (48, 48), (12, 13), (200, 300)]:
         expected = interpolate(t, size=size, mode="area").permute(0, 2, 3, 1).numpy()
         np.testing.assert_array_equal(mtcnn.area_resize(s, 0, 0, 137, 211, *size), expected)
+        np.testing.assert_array_equal(mtcnn.area_resize_whole(s, *size), expected)  # the pyramid's path
     boxes = [(10, 20, 80, 130), (0, 0, 5, 7), (100, 150, 37, 61), (3, 4, 48, 48)]
     ys, xs, hs, ws = (np.array(v) for v in zip(*boxes))
     for size in (24, 48):

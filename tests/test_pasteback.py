@@ -154,3 +154,20 @@ def test_face_at_the_border_pastes_back(london_faces, london_rgb):
     m = photo_mask(face_mask(size), matrix, cut.shape)
     assert np.array_equal(out[m == 0], cut[m == 0])
     assert np.abs(out.astype(int) - cut)[m > 0].mean() < 2.0
+
+
+def test_editing_in_place_gives_the_same_photo_as_editing_a_copy(shipped_models, detector, london_rgb):
+    from stoic_cli.edit.edits import Neutralize
+    from stoic_cli.face.images import Photo
+    from stoic_cli.pipeline import Pipeline
+    from stoic_cli.runtime.models import FaceModels
+
+    pipe = Pipeline(FaceModels(shipped_models, device="cpu"), detector)
+    original = london_rgb["094_smiling.jpg"]
+    photo = Photo(original.copy())
+    copied = pipe.run(photo, Neutralize())
+    assert np.array_equal(photo.rgb, original)  # not in place: the input is untouched
+    in_place = pipe.run(photo, Neutralize(), inplace=True)
+    assert in_place.rgb is photo.rgb and np.array_equal(in_place.rgb, copied.rgb)
+    assert not np.array_equal(copied.rgb, original)
+    assert copied.faces[0].edited_crop.shape == copied.faces[0].crop.shape

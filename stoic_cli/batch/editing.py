@@ -85,7 +85,8 @@ class EditJob:
         pipe, edit = self.pipe, self.edit
         photo = load_photo(job.source)
         faces, skipped = pipe.find_faces(photo, self.largest)
-        result = pipe.apply(photo, faces, edit)
+        # Sheets and strips need the original photo; without them the photo is edited in place.
+        result = pipe.apply(photo, faces, edit, inplace=not (self.compare or self.steps))
         tag = job.provenance
         notes = [skipped.message] if skipped else []
         if self.compare:

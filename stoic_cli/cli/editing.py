@@ -44,7 +44,7 @@ def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
     try:
         photo = load_photo_bytes(sys.stdin.buffer.read())
         faces, skipped = pipe.find_faces(photo, largest)
-        result = pipe.apply(photo, faces, edit)
+        result = pipe.apply(photo, faces, edit, inplace=True)
         tag = {**provenance_for(pipe, edit)(None), "input": "stdin"}
         data = photo_bytes(photo, result.rgb, tag)
         outcome = Outcome(job.source, OK, faces=len(faces), message=skipped.message, output=Path("-"))

@@ -102,14 +102,29 @@ def pil_to_photo(img: Image.Image, path: Path | None = None) -> Photo:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(img.getchannel("A")).copy()
-    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # no extra copy of an RGB photo
+    rgb = _rgb_pixels(img if img.mode == "RGB" else img.convert("RGB"))
     original = "L" if mode in ("L", "LA", "1") else ("CMYK" if mode == "CMYK" else "RGB")
     info = {}
     if img.info.get("icc_profile") and original == "RGB":
         info["icc_profile"] = img.info["icc_profile"]
     if exif is not None:
         info["exif"] = exif
-    return Photo(rgb=np.ascontiguousarray(rgb), path=path, original_mode=original, alpha=alpha, info=info)
+    return Photo(rgb=rgb, path=path, original_mode=original, alpha=alpha, info=info)
+
+
+BAND_BYTES = 1 << 24
+
+
+def _rgb_pixels(img: Image.Image) -> np.ndarray:
+    """A writable array of an RGB image's pixels, copied a band of rows at a time: the decoded
+    image and a second whole-photo copy of its bytes never coexist, and the pipeline may edit
+    the array in place (a 12000 px photo then fits its memory budget)."""
+    w, h = img.size
+    out = np.empty((h, w, 3), np.uint8)
+    band = max(1, BAND_BYTES // max(1, 3 * w))
+    for y in range(0, h, band):
+        out[y:y + band] = np.asarray(img.crop((0, y, w, min(h, y + band))))
+    return out
 
 
 def load_photo(path: str | Path) -> Photo:

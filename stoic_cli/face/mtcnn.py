@@ -83,6 +83,20 @@ def area_resize(s: np.ndarray, y0, x0, h, w, out_h: int, out_w: int) -> np.ndarr
     return sums.astype(F32) / kh / kw
 
 
+def area_resize_whole(s: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """area_resize of the whole image, (1, out_h, out_w, C): the same sums taken a row band and
+    then a column band at a time, which gathers whole rows instead of single pixels (the
+    pyramid's big levels are most of detection's resampling)."""
+    h, w = s.shape[0] - 1, s.shape[1] - 1
+    ylo, yhi = _windows(0, h, out_h)
+    xlo, xhi = _windows(0, w, out_w)
+    rows = s[yhi] - s[ylo]  # (out_h, W+1, C)
+    sums = rows[:, xhi] - rows[:, xlo]  # (out_h, out_w, C), exact integers
+    kh = (yhi - ylo).astype(F32)[:, None, None]
+    kw = (xhi - xlo).astype(F32)[None, :, None]
+    return (sums.astype(F32) / kh / kw)[None]
+
+
 def normalise(images: np.ndarray) -> np.ndarray:
     """(K, H, W, C) float32 pixels -> network input (K, C, H, W)."""
     return np.ascontiguousarray(((images - F32(127.5)) * F32(0.0078125)).transpose(0, 3, 1, 2))
@@ -227,7 +241,7 @@ def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_s
     boxes, inds = [], []
     for scale in pyramid_scales(h, w, min_face_size, factor):
         oh, ow = int(h * scale + 1), int(w * scale + 1)
-        level = np.concatenate([area_resize(s, 0, 0, h, w, oh, ow) for s in sums])
+        level = np.concatenate([area_resize_whole(s, oh, ow) for s in sums])
         b, i = generate_boxes(pnet(normalise(level)), scale, thresholds[0])
         pick = batched_nms(b[:, :4], b[:, 4], i, 0.5)
         boxes.append(b[pick])
