@@ -53,6 +53,10 @@ class RendererConfig:
     warp_weight: float = 0.5
     gan_weight: float = 0.05
     feature_weight: float = 1.0
+    # L1 of the fill colours themselves to the target photo: the mask's gradient alone leaves the
+    # fill arbitrary where the mask is faint, and faint masks over the whole face then mix those
+    # arbitrary colours in (blotches on faces unlike the training people).
+    fill_weight: float = 0.5
     mask_weight: float = 0.4
     mouth_mask_weight: float = 0.05  # inside the mouth box, where teeth appear and lips close over them
     mask_tv_weight: float = 0.05
@@ -146,12 +150,15 @@ class CodeTable:
     directions, for building target codes the way each job does."""
 
     def __init__(self, crops: np.ndarray, labels: list[dict], models: Path, run: Path, rng):
+        from stoic_cli.edit.latent import neutral_codes
         from stoic_cli.runtime.onnx import OnnxModel
-        from stoic_cli.runtime.settings import read_attributes
+        from stoic_cli.runtime.settings import ModelSettings, read_attributes
         self.codes = encode_cache(crops, models, run / "codes.npy")
         self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
         ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
-        self.neutral, self.neutral_flipped = ntr(self.codes), ntr(self.flipped)
+        split = ModelSettings.read(models / "stoic.json").expression_dims  # neutral codes as the jobs make them
+        self.neutral = neutral_codes(self.codes, ntr(self.codes), split)
+        self.neutral_flipped = neutral_codes(self.flipped, ntr(self.flipped), split)
         path = models / "attributes.json"  # without it, edit-style targets fall back to the photo's code
         table = read_attributes(path) if path.exists() else {}
         dim = self.codes.shape[1]
@@ -226,10 +233,12 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
         "ssim": ssim_loss(out, real),
         "warp": weighted_l1(warped, real, weight),
         "mask": mask.mean(),
+        "fill": weighted_l1(packed[:, 3:6], real, weight),
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
+             + cfg.fill_weight * terms["fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
@@ -278,7 +287,7 @@ def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6
     return out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic")
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill")
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
@@ -309,6 +318,9 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         critic.load_state_dict(state["critic"])
         opt.load_state_dict(state["opt"])
         opt_d.load_state_dict(state["opt_d"])
+        for optimizer, lr in ((opt, cfg.lr), (opt_d, cfg.critic_lr)):  # the config rules on resume
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         step = state["step"]
         draw.rng = np.random.default_rng(cfg.seed + step)
         table.rng = np.random.default_rng(cfg.seed + 1 + step)
