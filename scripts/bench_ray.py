@@ -31,7 +31,8 @@ def photos(folder: Path, side: int) -> Path:
 
 
 def single(inputs: Path, out: Path) -> float:
-    from stoic_cli.batch.runner import plan_jobs, run_jobs
+    from stoic_cli.batch.planning import plan_jobs
+    from stoic_cli.batch.runner import run_jobs
     from stoic_cli.batch.cluster import Settings
     from stoic_cli.batch.editing import EditJob
 
@@ -48,7 +49,7 @@ def single(inputs: Path, out: Path) -> float:
 
 def on_ray(inputs: Path, out: Path, workers: int) -> tuple[float, float]:
     """(photos/s from the call to the last photo, photos/s once the first photo is back)."""
-    from stoic_cli.batch.runner import plan_jobs
+    from stoic_cli.batch.planning import plan_jobs
     from stoic_cli.batch.cluster import Settings, run_with_ray
 
     jobs = plan_jobs([inputs], "neutral", out)

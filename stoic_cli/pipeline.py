@@ -6,6 +6,9 @@ face should become; the renderer decides how the photo's own pixels get there (a
 applied at the photo's full resolution and a fill where something new appears)."""
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -20,6 +23,7 @@ from stoic_cli.render.pasteback import render_face
 from stoic_cli.runtime.models import FaceModels
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
+_STAGE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -53,10 +57,27 @@ class Pipeline:
         self.min_eye_distance = min_eye_distance
         self.size = models.image_size  # the encoder's input
         self.render_size = models.render_size  # the renderer's input
+        # Seconds spent in each stage, summed over photos, when a benchmark asks (a dict);
+        # None leaves the timers out.
+        self.stage_seconds: dict[str, float] | None = None
+
+    @contextmanager
+    def _stage(self, name: str):
+        if self.stage_seconds is None:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            with _STAGE_LOCK:
+                self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - start
 
     def find_faces(self, photo: Photo, largest: bool = False) -> tuple[list[Face], Skipped]:
         """The usable faces (largest first) and those skipped; raises NoFaceError."""
-        return usable_faces(self.detector.detect(photo.rgb), self.min_eye_distance, largest, photo.rgb.shape[:2])
+        with self._stage("detect"):
+            found = self.detector.detect(photo.rgb)
+        return usable_faces(found, self.min_eye_distance, largest, photo.rgb.shape[:2])
 
     def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Own and neutral codes of aligned crops (any size; read at the encoder's)."""
@@ -73,16 +94,19 @@ class Pipeline:
     def apply(self, photo: Photo, faces: list[Face], edit: Edit, inplace: bool = False) -> EditResult:
         """The edited photo. `inplace` renders into photo.rgb itself instead of a copy, for
         callers that need no original afterwards (a big photo is then held once)."""
-        aligned = [align_face(photo.rgb, f.landmarks, self.render_size) for f in faces]
-        crops = np.stack([c for c, _ in aligned])
-        z, zn = self.codes(crops)
-        rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
-        out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
-        edits = []
-        for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
-            parts = rendering.motion[i], rendering.mask[i], rendering.fill[i]
-            render_face(out, *parts, matrix, inplace=True)
-            edits.append(FaceEdit(face, crop, matrix, parts))
+        with self._stage("align + encode"):
+            aligned = [align_face(photo.rgb, f.landmarks, self.render_size) for f in faces]
+            crops = np.stack([c for c, _ in aligned])
+            z, zn = self.codes(crops)
+        with self._stage("render"):
+            rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
+        with self._stage("paste back"):
+            out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
+            edits = []
+            for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
+                parts = rendering.motion[i], rendering.mask[i], rendering.fill[i]
+                render_face(out, *parts, matrix, inplace=True)
+                edits.append(FaceEdit(face, crop, matrix, parts))
         return EditResult(out, edits)
 
     def run(self, photo: Photo, edit: Edit, largest: bool = False, inplace: bool = False) -> EditResult:

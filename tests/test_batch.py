@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stoic_cli.batch.runner import (FAILED, OK, SKIPPED, Job, expand_inputs, output_path, plan_jobs, run_jobs,
-                             summary, write_report)
+from stoic_cli.batch.planning import Job, expand_inputs, output_path, plan_jobs
+from stoic_cli.batch.runner import FAILED, OK, SKIPPED, run_jobs, summary, write_report
 
 
 def touch(path: Path, data: bytes = b"img") -> Path:
@@ -191,6 +191,28 @@ def test_interrupt_stops_the_batch_and_keeps_what_was_done(tree):
     assert summary(outcomes) == "1 done, 0 skipped, 0 failed, then interrupted"
 
 
+def test_jobs_in_flight_report_in_input_order(tmp_path):
+    import threading
+    import time
+
+    sources = [touch(tmp_path / "in" / f"p{i}.jpg") for i in range(9)]
+    jobs = plan_jobs(sources, "edit", tmp_path / "out")
+    threads, write = set(), writer()
+
+    def work(job):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.03 * (9 - int(job.source.stem[1:])) % 0.1)  # later inputs often finish first
+        if job.source.name == "p4.jpg":
+            raise ValueError("no face found")
+        return write(job)
+
+    outcomes = run_jobs(jobs, work, console=quiet_console(), workers=3)
+    assert [o.source.name for o in outcomes] == [s.name for s in sources]
+    assert [o.status for o in outcomes] == [OK] * 4 + [FAILED] + [OK] * 4
+    assert len(threads) > 1 and all(o.seconds > 0 for o in outcomes)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"p{i}_edit.jpg" for i in range(9) if i != 4)
+
+
 def test_report_csv(tree, tmp_path):
     jobs = plan_jobs([tree / "a.jpg", tree / "b.PNG", tree / "sub" / "c.jpeg"], "edit")
     touch(jobs[2].output)
@@ -240,7 +262,7 @@ def test_two_inputs_with_one_output_name_do_not_clobber(tmp_path):
 def test_shards_are_disjoint_cover_everything_and_ignore_listing_order(tmp_path):
     import random
 
-    from stoic_cli.batch.runner import parse_shard, shard
+    from stoic_cli.batch.planning import parse_shard, shard
 
     root = tmp_path / "ids"
     names = [f"sub{i % 7}/p{i:04d}.jpg" for i in range(300)]

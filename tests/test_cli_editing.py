@@ -1,6 +1,7 @@
 """neutralize / transfer / edit through the CLI with the shipped models in models/."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -296,3 +297,17 @@ def test_one_photo_through_standard_input_and_output(shipped_models, photos, tmp
     assert res.exit_code == 1 and res.stdout_bytes == b"" and "not an image file" in res.stderr
     res = CliRunner().invoke(app, ["neutralize", "-", str(photos / "011_smiling.jpg"), "--models", str(shipped_models)])
     assert res.exit_code == 2
+
+
+def test_photos_in_flight_give_the_same_outputs_as_one_at_a_time(shipped_models, photos, tmp_path):
+    outputs = {}
+    for workers in ("1", "3"):
+        res = run("neutralize", photos, "-o", tmp_path / workers, "--workers", workers, "--json",
+                  "--models", shipped_models, "--device", "cpu")
+        assert res.exit_code == 0, res.output
+        lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        assert [Path(r["path"]).name for r in lines] == sorted(p.name for p in photos.iterdir())
+        outputs[workers] = {p.name: _pixels(p) for p in (tmp_path / workers).iterdir()}
+    assert outputs["1"].keys() == outputs["3"].keys() and len(outputs["1"]) == 3
+    for name, pixels in outputs["1"].items():  # the network runs differ only in their thread count
+        assert np.abs(pixels - outputs["3"][name]).max() <= 2, name

@@ -203,3 +203,26 @@ def test_neutralize_changes_only_the_face(cli_detector, london_faces, london_rgb
     assert (np.abs(edited[core] - original[core]).max(1) > 0).mean() > 0.9
 
 
+
+
+def test_bench_times_the_batch_and_its_stages_on_the_cpu(shipped_models, london_paths, tmp_path):
+    from stoic_cli.batch.runner import default_workers
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in london_paths[:2]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "bench.json"
+    res = runner.invoke(app, ["bench", "--device", "cpu", "-b", "1", "--repeats", "1", "--photos", str(folder),
+                              "-o", str(out), "--models", str(shipped_models)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["environment"]["onnx_provider"] == "CPUExecutionProvider"
+    assert [s["batch_size"] for s in result["model_stack"]] == [1]
+    rows = {row["workers"]: row for row in result["end_to_end"]}
+    assert set(rows) == {1, default_workers()}
+    assert all(row["done"] == row["photos"] == 2 and row["photos_per_s"] > 0 for row in rows.values())
+    stages = rows[1]["stages_ms"]
+    assert set(stages) == {"detect", "align + encode", "render", "paste back", "read + write"}
+    assert stages["render"] > 0 and stages["detect"] > 0
+    assert "neutralize batch, 1 in flight" in res.output

@@ -15,15 +15,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_batch_writes_its_report(tmp_path, signum):
+def test_a_stopped_batch_writes_its_report(tmp_path, signum, workers):
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(8):
         shutil.copy(REPO / "tests" / "data" / "london" / "011_smiling.jpg", folder / f"p{i}.jpg")
     out, report = tmp_path / "out", tmp_path / "report.csv"
     cmd = [sys.executable, "-m", "stoic_cli", "neutralize", str(folder), "-o", str(out), "--report", str(report),
-           "--device", "cpu", "--models", str(REPO / "models")]
+           "--device", "cpu", "--models", str(REPO / "models"), "--workers", workers]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                             env={**os.environ, "COLUMNS": "200"})
     lines = []

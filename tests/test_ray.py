@@ -88,7 +88,7 @@ def test_a_folder_on_ray_gives_the_single_process_outputs_and_report(tmp_path):
 def test_clashes_and_non_images_are_settled_before_dispatch(tmp_path):
     """What needs no photo read (an output over its input, two inputs with one output name, a
     file stoic does not read) gets run_jobs' outcome on the driver, without starting Ray."""
-    from stoic_cli.batch.runner import Job
+    from stoic_cli.batch.planning import Job
     from stoic_cli.batch.cluster import Settings, run_with_ray
 
     def plan():

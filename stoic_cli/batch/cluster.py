@@ -32,8 +32,9 @@ from typing import Callable
 
 import numpy as np
 
-from stoic_cli.batch.runner import (FAILED, INTERRUPTED, Job, Outcome, Outcomes, main_thread, output_clashes,
-                                    precheck, print_outcome, run_job)
+from stoic_cli.batch.planning import Job
+from stoic_cli.batch.runner import (FAILED, INTERRUPTED, Outcome, Outcomes, main_thread, output_clashes, precheck,
+                                    print_outcome, run_job)
 from stoic_cli.edit.edits import Reference
 from stoic_cli.face.detection import MIN_EYE_DISTANCE
 from stoic_cli.batch.editing import EditJob, extras_for, read_reference

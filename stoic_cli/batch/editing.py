@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stoic_cli.batch.runner import Job, file_digest
+from stoic_cli.batch.planning import Job
+from stoic_cli.batch.runner import file_digest
 from stoic_cli.edit.edits import Edit, Reference
 
 

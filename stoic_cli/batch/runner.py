@@ -22,28 +22,16 @@ import hashlib
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from stoic_cli.face.images import IMAGE_EXTENSIONS, read_provenance
+from stoic_cli.batch.planning import Job
+from stoic_cli.face.images import read_provenance
 
 OK, SKIPPED, FAILED, INTERRUPTED = "ok", "skipped", "failed", "interrupted"
-# Outputs in these formats could not carry the provenance tag (or would lose colours): PNG instead.
-RETAGGED_EXTENSIONS = {".bmp": ".png", ".gif": ".png"}
 # What decides that an existing output is this job's result.
 SAME_RESULT_KEYS = ("command", "settings", "models", "input_sha256")
-
-
-@dataclass
-class Job:
-    source: Path
-    output: Path | None  # None for commands that write no image (detect)
-    readable: bool = True  # False: found in a folder, but not an image stoic reads
-    in_folder: bool = False  # found by walking a folder (not named by the user)
-    key: str = ""  # what --shard splits on: the path below its folder, or the path as named
-    extras: list[Path] = field(default_factory=list)  # other files it writes (sheets, strips), before `output`
-    provenance: dict | None = None  # the tag its outputs carry; filled in by run_jobs
 
 
 class Outcomes(list):
@@ -59,80 +47,6 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     output: Path | None = None
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def expand_inputs(inputs: Iterable[str | Path], recursive: bool = False) -> list[tuple[Path, Path | None]]:
-    """(file, the folder it was found under or None) for every file, in a stable order. Hidden
-    files are left out (stoic's own temporaries among them); a file reached twice by the same
-    path counts once, a symlink and its target are two inputs."""
-    found: list[tuple[Path, Path | None]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in p.glob(pattern) if f.is_file() and not f.name.startswith(".")
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1]))
-            found.extend((f, p) for f in files)
-        else:
-            found.append((p, None))
-    seen, unique = set(), []
-    for f, root in found:
-        key = os.path.normpath(os.path.abspath(f))
-        if key not in seen:
-            seen.add(key)
-            unique.append((f, root))
-    return unique
-
-
-def output_path(source: Path, root: Path | None, out_dir: Path | None, suffix: str,
-                ext: str | None = None) -> Path:
-    ext = ext or source.suffix or ".png"
-    ext = RETAGGED_EXTENSIONS.get(ext.lower(), ext)
-    name = f"{source.stem}_{suffix}{ext}"
-    if out_dir is None:
-        return source.with_name(name)
-    if root is not None:
-        rel = source.parent.relative_to(root)
-        return out_dir / rel / name
-    return out_dir / name
-
-
-def plan_jobs(inputs: Iterable[str | Path], suffix: str | None, out_dir: str | Path | None = None,
-              recursive: bool = False) -> list[Job]:
-    out = Path(out_dir) if out_dir else None
-    jobs = []
-    for f, root in expand_inputs(inputs, recursive):
-        readable = root is None or is_image(f)  # a file the user names is always tried
-        key = f.relative_to(root).as_posix() if root is not None else f.as_posix()
-        jobs.append(Job(f, output_path(f, root, out, suffix) if suffix else None, readable,
-                        in_folder=root is not None, key=key))
-    return jobs
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """"K/N" (1 <= K <= N) -> (K, N); ValueError otherwise."""
-    k, sep, n = text.partition("/")
-    try:
-        k, n = int(k), int(n)
-    except ValueError:
-        k = n = 0
-    if not sep or not 1 <= k <= n:
-        raise ValueError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/8")
-    return k, n
-
-
-def shard(jobs: list[Job], k: int, n: int) -> list[Job]:
-    """The K-th of N disjoint parts of the planned inputs. An input's part depends only on its
-    key (its path below the folder given), never on the listing's order or on the machine, so
-    N schedulers' jobs cover every input once and their reports concatenate into the whole."""
-    if n == 1:
-        return jobs
-    part = lambda job: int.from_bytes(hashlib.sha256(job.key.encode()).digest()[:8], "big") % n
-    return [j for j in jobs if part(j) == k - 1]
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -201,13 +115,17 @@ class _StopRequest:
 
 def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite: bool = False,
              console=None, label: str = "processing", quiet: bool = False,
-             provenance: Callable[[Job], dict] | None = None, on_outcome: Callable[[Outcome], None] | None = None
-             ) -> list[Outcome]:
+             provenance: Callable[[Job], dict] | None = None, on_outcome: Callable[[Outcome], None] | None = None,
+             workers: int = 1) -> list[Outcome]:
     """Run `work` on each job; `work` returns (faces, message) or raises. `provenance(job)` is
     the tag the job's outputs carry (compared with an existing output's before skipping it).
-    One line per input is printed, progress is shown on a terminal, and a failure never stops
-    the batch. Ctrl-C or SIGTERM stops it after marking the current input interrupted; the
-    outcomes so far are returned (the last one INTERRUPTED)."""
+    One line per input is printed, in the inputs' order, progress is shown on a terminal, and a
+    failure never stops the batch. `workers` > 1 keeps that many jobs in flight on threads
+    (`work` must be thread-safe). Ctrl-C or SIGTERM stops it: jobs in flight finish whole, the
+    next one is marked interrupted; the outcomes so far are returned (the last one INTERRUPTED)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -216,35 +134,85 @@ def run_jobs(jobs: list[Job], work: Callable[[Job], tuple[int, str]], overwrite:
     clash = output_clashes(jobs)
     stop = _StopRequest()
     previous = signal.signal(signal.SIGTERM, stop) if main_thread() else None
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="stoic-job") if workers > 1 else _ThisThread()
+    in_flight: deque = deque()  # (index, future), in the inputs' order
+    submitted, in_hand = 0, None
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True,
                       disable=quiet or not console.is_terminal) as progress:
             task = progress.add_task(label, total=len(jobs))
-            for i, job in enumerate(jobs):
-                start = time.perf_counter()
-                if stop.requested:
-                    _record(Outcome(job.source, INTERRUPTED, message="not started: stopped by SIGTERM; rerun to "
-                                    "resume"), start, outcomes, progress, quiet, on_outcome)
-                    break
-                try:
-                    outcome = run_job(job, work, overwrite, provenance, clash.get(i))
-                    _record(outcome, start, outcomes, progress, quiet, on_outcome)
+            record = lambda outcome: _record(outcome, outcomes, progress, quiet, on_outcome)
+            try:
+                while True:
+                    while len(in_flight) < workers and submitted < len(jobs) and not stop.requested:
+                        in_hand = submitted  # with one worker, submit runs the job here and now
+                        in_flight.append((submitted, pool.submit(_timed_job, jobs[submitted], work, overwrite,
+                                                                 provenance, clash.get(submitted))))
+                        submitted, in_hand = submitted + 1, None
+                    if not in_flight:
+                        break
+                    record(in_flight[0][1].result())  # left in the queue until recorded (Ctrl-C)
+                    in_flight.popleft()
                     progress.advance(task)
-                except KeyboardInterrupt:  # Ctrl-C: the photo in hand is dropped (never half-written)
-                    recorded = len(outcomes) > i
-                    if not recorded:
-                        outcomes.append(Outcome(job.source, INTERRUPTED, message="interrupted; rerun to resume"))
-                    elif i + 1 < len(jobs):
-                        outcomes.append(Outcome(jobs[i + 1].source, INTERRUPTED,
-                                                message="not started: interrupted; rerun to resume"))
-                    outcomes.interrupted = True
-                    break
+                if stop.requested and submitted < len(jobs):
+                    record(Outcome(jobs[submitted].source, INTERRUPTED,
+                                   message="not started: stopped by SIGTERM; rerun to resume"))
+            except KeyboardInterrupt:  # Ctrl-C: a photo in hand is dropped or finished, never half-written
+                for _, future in in_flight:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                for index, future in in_flight:  # jobs start in order: the finished ones come first
+                    if index >= len(outcomes) and future.done() and not future.cancelled():
+                        record(future.result())
+                first_open = len(outcomes)
+                if first_open < len(jobs):
+                    started = first_open < submitted or first_open == in_hand
+                    record(Outcome(jobs[first_open].source, INTERRUPTED,
+                                   message="interrupted; rerun to resume" if started
+                                   else "not started: interrupted; rerun to resume"))
+                outcomes.interrupted = True
             outcomes.interrupted |= bool(outcomes) and outcomes[-1].status == INTERRUPTED
     finally:
+        pool.shutdown(wait=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return outcomes
+
+
+class _ThisThread:
+    """The executor of a one-worker batch: each job runs at once in the calling thread, so
+    Ctrl-C reaches the photo in hand."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def _timed_job(job: Job, *args) -> Outcome:
+    start = time.perf_counter()
+    outcome = run_job(job, *args)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """Jobs in flight by default: one per CPU core this process may use (bounded, since each
+    holds a photo in memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
 
 
 def main_thread() -> bool:
@@ -313,8 +281,7 @@ def run_job(job: Job, work: Callable[[Job], tuple[int, str]], overwrite: bool = 
         return Outcome(job.source, FAILED, message=message)
 
 
-def _record(outcome: Outcome, start: float, outcomes: list, progress, quiet: bool, on_outcome) -> None:
-    outcome.seconds = time.perf_counter() - start
+def _record(outcome: Outcome, outcomes: list, progress, quiet: bool, on_outcome) -> None:
     outcomes.append(outcome)
     if on_outcome is not None:
         on_outcome(outcome)

@@ -18,7 +18,18 @@ StepsOpt = typer.Option(0, "--steps", min=0, max=50, help="Also write a strip of
 GifOpt = typer.Option(False, "--gif", help="With --steps: an animated GIF instead of a strip.")
 RayOpt = typer.Option(None, "--ray", metavar="ADDRESS", help="Run the batch on Ray actors: 'auto' starts a local "
                       "Ray, otherwise the cluster's address (host:port or ray://host:port). Needs stoic-cli[ray].")
-WorkersOpt = typer.Option(2, "--workers", min=1, help="With --ray: how many actors (each loads the models once).")
+WorkersOpt = typer.Option(None, "--workers", "-j", min=1, show_default=False,
+                          help="Photos in flight at once. Here: threads sharing one set of models, each network "
+                               "run then on one CPU thread (default: one per CPU core, at most 8; 1 holds only one "
+                               "photo in memory, for very large photos). With --ray: how many actors, each "
+                               "loading the models once (default: 2).")
+RAY_WORKERS = 2
+
+
+def resolve_workers(workers: Optional[int], ray: Optional[str]) -> int:
+    from stoic_cli.batch.runner import default_workers
+
+    return workers or (RAY_WORKERS if ray is not None else default_workers())
 GpusOpt = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="With --ray: GPUs per actor (e.g. 1, or 0.5 to "
                        "share one); use with --device cuda.")
 
@@ -63,7 +74,7 @@ def _edit_stdin(pipe, edit, largest: bool, job, json_lines: bool):
 
 
 def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, label: str,
-             compare: bool = False, steps: int = 0, gif: bool = False, json_lines: bool = False):
+             compare: bool = False, steps: int = 0, gif: bool = False, json_lines: bool = False, workers: int = 1):
     """Every editing command's batch: the edit applied to each photo's faces and saved, with an
     optional input | output sheet and an optional strip of the first face. Sheets and strips
     are written before the photo, so a photo's presence means its job is whole."""
@@ -76,7 +87,7 @@ def run_edit(pipe, jobs, edit, *, largest: bool, overwrite: bool, quiet: bool, l
         return [_edit_stdin(pipe, edit, largest, jobs[0], json_lines)]
     job = EditJob(pipe, edit, largest=largest, compare=compare, steps=steps, gif=gif)
     return run_jobs(job.prepare(jobs), job.work, overwrite=overwrite, console=err, label=label, quiet=quiet,
-                    provenance=job.provenance, on_outcome=print_json_line if json_lines else None)
+                    provenance=job.provenance, on_outcome=print_json_line if json_lines else None, workers=workers)
 
 
 def require_ray(address: Optional[str]) -> None:
@@ -99,21 +110,26 @@ def driver_device(device: str, address: Optional[str]) -> str:
 
 
 def _start(images, suffix: str, output, recursive: bool, shard_spec, report, ray, models, device: str,
-           min_eyes: float):
+           min_eyes: float, workers: Optional[int]):
     """What every editing command does before its first photo: outputs checked writable, Ray
     importable, the inputs planned, the models loaded. Returns (jobs, pipeline)."""
     check_outputs(output, report)
     require_ray(ray)
     jobs = plan(images, suffix, output, recursive, shard_spec, report)
-    return jobs, load_pipeline(models, driver_device(device, ray), min_eyes)
+    # Photos in flight here share the cores: one thread per network run each beats one photo
+    # at a time with every core on each run (the numpy steps between runs use one core).
+    threads = 1 if ray is None and min(resolve_workers(workers, ray), len(jobs)) > 1 else 0
+    return jobs, load_pipeline(models, driver_device(device, ray), min_eyes, threads)
 
 
-def _run(pipe, jobs, edit, report, *, label: str, ray, workers: int, gpus: float, quiet: bool, json_lines: bool,
+def _run(pipe, jobs, edit, report, *, label: str, ray, workers: Optional[int], gpus: float, quiet: bool,
+         json_lines: bool,
          models, device: str, min_eyes: float, largest: bool, overwrite: bool, compare: bool = False,
          steps: int = 0, gif: bool = False, **command_settings) -> None:
     """Every editing command's batch, in this process or on Ray actors, then its report and exit
     code. `command_settings` are the edit's own settings as stoic_cli.batch.cluster.Settings takes
     them (strength, alpha and reference, amounts and force)."""
+    workers = resolve_workers(workers, ray)
     if ray is not None:
         from stoic_cli.batch.cluster import Settings
 
@@ -123,7 +139,7 @@ def _run(pipe, jobs, edit, report, *, label: str, ray, workers: int, gpus: float
         finish(run_on_ray(jobs, settings, ray, workers, gpus, quiet=quiet, json_lines=json_lines), report)
         return
     finish(run_edit(pipe, jobs, edit, largest=largest, overwrite=overwrite, quiet=quiet, label=label,
-                    compare=compare, steps=steps, gif=gif, json_lines=json_lines), report)
+                    compare=compare, steps=steps, gif=gif, json_lines=json_lines, workers=workers), report)
 
 
 def run_on_ray(jobs, settings, address: str, workers: int, gpus: float, *, quiet: bool, json_lines: bool):
@@ -158,7 +174,7 @@ def neutralize(
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
     ray: Optional[str] = RayOpt,
-    workers: int = WorkersOpt,
+    workers: Optional[int] = WorkersOpt,
     gpus: float = GpusOpt,
 ):
     """Remove the expression from every face; writes <stem>_neutral<ext>.
@@ -175,7 +191,8 @@ def neutralize(
     from stoic_cli.edit.edits import Neutralize
 
     edit = _checked(lambda: Neutralize(strength))
-    jobs, pipe = _start(images, "neutral", output, recursive, shard_spec, report, ray, models, device, min_eyes)
+    jobs, pipe = _start(images, "neutral", output, recursive, shard_spec, report, ray, models, device, min_eyes,
+                        workers)
     _run(pipe, jobs, edit, report, label="neutralizing", ray=ray, workers=workers, gpus=gpus, quiet=quiet,
          json_lines=json_lines, models=models, device=device, min_eyes=min_eyes, largest=largest,
          overwrite=overwrite, compare=compare, strength=strength)
@@ -200,7 +217,7 @@ def transfer(
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
     ray: Optional[str] = RayOpt,
-    workers: int = WorkersOpt,
+    workers: Optional[int] = WorkersOpt,
     gpus: float = GpusOpt,
 ):
     """Give every face the expression of the face in --expr; writes <stem>_transfer<ext>.
@@ -221,7 +238,8 @@ def transfer(
     from stoic_cli.batch.editing import read_reference
 
     _checked(lambda: Transfer.ALPHA.check("--alpha", alpha))
-    jobs, pipe = _start(images, "transfer", output, recursive, shard_spec, report, ray, models, device, min_eyes)
+    jobs, pipe = _start(images, "transfer", output, recursive, shard_spec, report, ray, models, device, min_eyes,
+                        workers)
     # The reference is checked before any input is touched (with --ray: here, and its code sent).
     try:
         reference = read_reference(pipe, expr)
@@ -279,7 +297,7 @@ def edit(
     json_lines: bool = JsonOpt,
     shard_spec: Optional[str] = ShardOpt,
     ray: Optional[str] = RayOpt,
-    workers: int = WorkersOpt,
+    workers: Optional[int] = WorkersOpt,
     gpus: float = GpusOpt,
 ):
     """Move attributes (smile, surprise, age, ...) by chosen amounts; writes <stem>_edit<ext>.
@@ -299,7 +317,8 @@ def edit(
         return
     if not images or not attr:
         fail("give images and at least one --attr NAME=AMOUNT (see --list)")
-    jobs, pipe = _start(images, "edit", output, recursive, shard_spec, report, ray, models, device, min_eyes)
+    jobs, pipe = _start(images, "edit", output, recursive, shard_spec, report, ray, models, device, min_eyes,
+                        workers)
     try:
         known = pipe.models.attributes()
     except (FileNotFoundError, ValueError) as exc:

@@ -59,7 +59,7 @@ def neutralize(
 
 
 def _input_files(paths: List[Path], recursive: bool, what: str) -> List[Path]:
-    from stoic_cli.batch.runner import expand_inputs, is_image
+    from stoic_cli.batch.planning import expand_inputs, is_image
 
     missing = [p for p in paths if not p.exists()]
     if missing:

@@ -44,13 +44,13 @@ def check_device(device: str) -> str:
     return device
 
 
-def face_detector(device: str, models_dir: Optional[Path] = None):
+def face_detector(device: str, models_dir: Optional[Path] = None, threads: int = 0):
     """MTCNN on ONNX Runtime (no torch), on the device the other models use."""
     from stoic_cli.runtime import detector
 
     check_device(device)
     try:
-        return detector.detector_for(models_dir, device)
+        return detector.detector_for(models_dir, device, threads)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
 
@@ -71,18 +71,20 @@ def finish(outcomes, report: Optional[Path]) -> None:
         raise typer.Exit(1)
 
 
-def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN_EYE_DISTANCE):
+def load_pipeline(models_dir: Optional[Path], device: str, min_eyes: float = MIN_EYE_DISTANCE, threads: int = 0):
+    """The models and detector; `threads` per network run (0: ONNX Runtime's default, a thread
+    per core; 1 when several photos are in flight)."""
     from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.models import FaceModels
 
     check_device(device)  # outside the try: typer.Exit is a RuntimeError
     try:
-        models = FaceModels(models_dir, device=device).load()
+        models = FaceModels(models_dir, device=device, threads=threads).load()
         provider = models.provider
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # missing or unreadable models, no GPU
         fail(str(exc))
     err.print(f"models: {models.dir} on {provider}", highlight=False)
-    return Pipeline(models, face_detector(device, models.dir), min_eye_distance=min_eyes)
+    return Pipeline(models, face_detector(device, models.dir, threads), min_eye_distance=min_eyes)
 
 
 def parse_overrides(items: Optional[List[str]]) -> dict:
@@ -132,7 +134,8 @@ def plan(images, suffix: Optional[str], output: Optional[Path], recursive: bool,
          report: Optional[Path] = None):
     """The batch's jobs, limited to one shard when --shard K/N is given. A shard that happens to
     hold no input is done at once (an empty report, exit 0): schedulers run every shard."""
-    from stoic_cli.batch.runner import parse_shard, plan_jobs, shard, write_report
+    from stoic_cli.batch.planning import parse_shard, plan_jobs, shard
+    from stoic_cli.batch.runner import write_report
 
     jobs = plan_jobs(images, suffix, output, recursive)
     if shard_spec:

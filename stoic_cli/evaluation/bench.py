@@ -1,7 +1,8 @@
 """How fast stoic runs here: (a) the ONNX face stack alone in faces/s at several batch sizes,
-(b) MTCNN detection per photo, (c) whole photos through Pipeline.run + neutralize.
+(b) MTCNN detection per photo, (c) the neutralize batch as the CLI runs it (read, detect,
+edit, write), one photo at a time with each stage's share and with photos in flight.
 
-Every measurement is warmed up first (ONNX Runtime and PyTorch allocate and pick kernels on
+Every measurement is warmed up first (ONNX Runtime allocates and picks kernels on
 the first call for each shape) and reported as the median of `repeats` runs, because a shared
 machine makes single runs and means noisy."""
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _cpu_name() -> str:
 
 
 def _load_photos(photos_dir: Path | None) -> list:
-    from stoic_cli.batch.runner import is_image
+    from stoic_cli.batch.planning import is_image
     from stoic_cli.face.images import load_photo
 
     folder = Path(photos_dir) if photos_dir else DEFAULT_PHOTOS
@@ -58,6 +59,50 @@ def _load_photos(photos_dir: Path | None) -> list:
         return []  # installed without the repository's fixtures: model stack on random crops only
     # Not batch.expand_inputs: it skips *_neutral files as stoic's outputs, half the fixtures.
     return [load_photo(f) for f in sorted(folder.iterdir()) if f.is_file() and is_image(f)]
+
+
+def _photo_files(folder: Path) -> list[Path]:
+    from stoic_cli.batch.planning import is_image
+
+    return [f for f in sorted(folder.iterdir()) if f.is_file() and is_image(f)]
+
+
+def _batch(models_dir, device: str, threads: int, files: list[Path], workers: int, repeats: int) -> dict:
+    """The neutralize batch over `files` into a scratch folder with `workers` photos in flight
+    (network runs on one thread each when several are), as the CLI runs it; with one worker
+    also each stage's milliseconds per photo (reading and writing: what the stages leave)."""
+    import tempfile
+
+    from stoic_cli.batch.editing import EditJob
+    from stoic_cli.batch.planning import plan_jobs
+    from stoic_cli.batch.runner import OK, run_jobs
+    from stoic_cli.edit.edits import Neutralize
+    from stoic_cli.pipeline import Pipeline
+    from stoic_cli.runtime.detector import detector_for
+    from stoic_cli.runtime.models import FaceModels
+
+    threads = 1 if workers > 1 else threads
+    models = FaceModels(models_dir, device=device, threads=threads).load()
+    pipe = Pipeline(models, detector_for(models.dir, device, threads))
+    job = EditJob(pipe, Neutralize(1.0))
+    with tempfile.TemporaryDirectory(prefix="stoic-bench-") as out:
+        jobs = job.prepare(plan_jobs(files, "neutral", out))
+        run = lambda: run_jobs(jobs, job.work, overwrite=True, quiet=True, provenance=job.provenance, workers=workers)
+        run()  # warm-up
+        pipe.stage_seconds = {} if workers == 1 else None
+        times, done = [], 0
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            done = sum(o.status == OK for o in run())
+            times.append(time.perf_counter() - start)
+    med = statistics.median(times)
+    row = {"workers": workers, "ort_threads": threads, "photos": len(files), "done": done,
+           "photos_per_s": len(files) / med, "ms_per_photo": 1000 * med / len(files)}
+    if pipe.stage_seconds:
+        per_photo = {k: 1000 * v / (len(files) * max(1, repeats)) for k, v in pipe.stage_seconds.items()}
+        per_photo["read + write"] = max(0.0, 1000 * statistics.mean(times) / len(files) - sum(per_photo.values()))
+        row["stages_ms"] = per_photo
+    return row
 
 
 def _stack(models, crops: np.ndarray, repeats: int) -> dict:
@@ -95,10 +140,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     """Time the model stack, detection and the whole pipeline; print a table, write JSON to
     `output` when given, return the numbers. photos_dir defaults to the repository's 12 London
     fixtures (800x800, one face each); without photos only (a) runs, on random crops."""
-    from stoic_cli.edit.edits import Neutralize
     from stoic_cli.face.alignment import align_face
-    from stoic_cli.face.detection import NoFaceError
-    from stoic_cli.pipeline import Pipeline
     from stoic_cli.runtime.detector import OnnxFaceDetector
     from stoic_cli.runtime.models import FaceModels
     from stoic_cli.runtime.onnx import CUDA
@@ -143,24 +185,14 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     result["environment"]["crops"] = f"real ({len(crops)} faces)" if crops else "random"
     result["model_stack"] = [_stack(models, source[np.arange(b) % len(source)], repeats) for b in batch_sizes]
 
-    # (c) end to end: detect, align, encode, neutralize, render, paste back.
+    # (c) end to end as `stoic neutralize FOLDER -o OUT` runs it (read, detect, edit, write):
+    # one photo at a time with each stage's share, then with the default photos in flight.
     if photos:
-        pipe = Pipeline(models, detector)
-        edit = Neutralize(1.0)
-        failed = 0
+        from stoic_cli.batch.runner import default_workers
 
-        def one_pass():
-            nonlocal failed
-            for p in photos:
-                try:
-                    pipe.run(p, edit)
-                except NoFaceError:
-                    failed += 1
-
-        med = _median_seconds(one_pass, repeats)
-        result["end_to_end"] = {"photos_per_s": len(photos) / med, "ms_per_photo": 1000 * med / len(photos),
-                                "photos": len(photos), "no_face": failed // (max(1, repeats) + 1),
-                                "note": "photos already decoded; Pipeline.run (all faces) with neutralize, no saving"}
+        files = _photo_files(Path(photos_dir) if photos_dir else DEFAULT_PHOTOS)
+        result["end_to_end"] = [_batch(models_dir, device, threads, files, w, repeats)
+                                for w in sorted({1, default_workers()})]
     result["peak_rss_mib"] = _peak_rss_mib()
     print_bench(result, console)
     if output:
@@ -187,10 +219,15 @@ def print_bench(result: dict, console=None) -> None:
         d = result["detection"]
         table.add_row("MTCNN detection", "1", f"{d['photos_per_s']:.1f} photos/s", f"{d['ms_per_photo']:.1f} ms",
                       ", ".join(d["photo_sizes"]))
-    if "end_to_end" in result:
-        e = result["end_to_end"]
-        table.add_row("end to end (neutralize)", "1", f"{e['photos_per_s']:.2f} photos/s", f"{e['ms_per_photo']:.1f} ms",
-                      f"{e['photos']} photos, {env['crops']} crops")
+    for e in result.get("end_to_end", []):
+        threads = "default" if not e["ort_threads"] else e["ort_threads"]
+        table.add_row(f"neutralize batch, {e['workers']} in flight", "1", f"{e['photos_per_s']:.2f} photos/s",
+                      f"{e['ms_per_photo']:.1f} ms", f"{e['done']}/{e['photos']} photos read, edited, written; "
+                      f"ORT threads {threads}")
+        stages = e.get("stages_ms", {})
+        total = sum(stages.values()) or 1.0
+        for name, ms in stages.items():
+            table.add_row(f"  {name}", "", "", f"{ms:.1f} ms", f"{100 * ms / total:.0f} % of a photo")
     table.caption = f"medians of {env['repeats']} runs after warm-up; peak RSS {result['peak_rss_mib']:.0f} MiB"
     console.print(table)
 

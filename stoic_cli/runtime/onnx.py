@@ -83,7 +83,7 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # No busy-waiting between runs: on a small CPU, MTCNN (torch) shares the cores with us.
+        # No busy-waiting between runs: photos in flight and the numpy steps share the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
