@@ -47,6 +47,10 @@ class RendererConfig:
     # transfer N(E(a)) + E(b) - N(E(b)), or an attribute edit E(a) + dir(b) - dir(a); the
     # renderer must turn those codes, not only encoded photos, into the real photo.
     transfer_fraction: float = 0.4
+    # Of the pairs whose target photo is neutral (a neutral photo with itself among them), the
+    # share that uses neutralize's code N(E(a)): otherwise a neutral photo through neutralize
+    # meets a code it never learnt means "no change", and moves.
+    neutralize_fraction: float = 0.5
     edit_fraction: float = 0.2
     neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
     ssim_weight: float = 0.5
@@ -173,6 +177,9 @@ class CodeTable:
         na, nb = pick(self.neutral, self.neutral_flipped, a), pick(self.neutral, self.neutral_flipped, b)
         target = zb.copy()
         for i in range(len(a)):
+            if self.expression[b[i]] == "neutral" and self.rng.random() < cfg.neutralize_fraction:
+                target[i] = na[i]  # neutralize's own code; a neutral photo must come back unchanged
+                continue
             u = self.rng.random()
             if u < cfg.transfer_fraction:
                 target[i] = na[i] + zb[i] - nb[i]
