@@ -361,7 +361,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         if progress:
             progress.advance(task)
         if step % cfg.log_every == 0:
-            CsvLog(run / "renderer_log.csv").write({"step": step, "total": round(float(total), 5),
+            CsvLog(run / "renderer_log.csv").write({"step": step, "total": round(float(total.detach()), 5),
                                             **{k: round(float(terms.get(k, 0.0)), 5) for k in LOGGED},
                                             "seconds": round(time.time() - t0, 1)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
