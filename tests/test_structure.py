@@ -101,8 +101,9 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert imports(probe, {"stoic_cli.cli.options"}) == {"stoic_cli.cli.options"}
 
 
-def test_editing_commands_import_no_torch(tmp_path):
-    """The editing path runs on ONNX Runtime alone: `pip install stoic-cli` needs no torch."""
+def test_editing_commands_import_no_torch_and_no_opencv(tmp_path):
+    """The editing path runs on ONNX Runtime and numpy alone: `pip install stoic-cli` needs no
+    torch and no OpenCV (stoic_cli.face.resample does its resampling)."""
     import subprocess
     import sys
 
@@ -110,7 +111,7 @@ def test_editing_commands_import_no_torch(tmp_path):
     code = ("import sys\nfrom stoic_cli.cli import app\n"
             f"app(['neutralize', {str(repo / 'tests/data/london/011_smiling.jpg')!r}, '-o', {str(tmp_path)!r}, "
             "'--device', 'cpu'], standalone_mode=False)\n"
-            "heavy = sorted(m for m in ('torch', 'torchvision', 'facenet_pytorch') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'facenet_pytorch', 'cv2') if m in sys.modules)\n"
             "print('HEAVY', heavy)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

@@ -2,8 +2,9 @@
 so every model sees faces at the same place, size and rotation."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from stoic_cli.face.resample import invert_affine, resize_area, warp_affine, warp_area
 
 # Template in crop units (0..1): left eye, right eye, nose tip, left and right mouth corner,
 # as seen in the image (the person's right eye is on the image's left). The eyes are a quarter
@@ -62,8 +63,7 @@ def alignment_matrix(landmarks: np.ndarray, size: int = MODEL_SIZE) -> np.ndarra
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """Aligned square crop. Faces near the photo's border are padded by repeating edge pixels,
     which keeps the model's input free of black wedges."""
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA if _scale(matrix) < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return warp_affine(image, invert_affine(matrix), (size, size), "replicate")
 
 
 def _scale(matrix: np.ndarray) -> float:
@@ -89,8 +89,7 @@ def _downscaled_crop(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.
     scale = crop_scale(native)
     big = max(size, int(round(size / scale)))
     big_matrix = alignment_matrix(landmarks, big)
-    crop = cv2.warpAffine(image, big_matrix, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return warp_area(image, invert_affine(big_matrix), big, size, "replicate")
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -99,7 +98,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def invert(matrix: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(matrix)
+    return invert_affine(matrix)
 
 
 def encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
@@ -107,13 +106,13 @@ def encoder_sized(crops: np.ndarray, size: int) -> np.ndarray:
     crop this way, at inference and in training alike."""
     if crops.shape[1] == size:
         return crops
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+    return np.stack([resize_area(c, (size, size)) for c in crops])
 
 
 def crop_region(matrix: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """Bounding box (x0, y0, x1, y1) in the photo of the crop square aligned by `matrix`,
     clipped to the photo; None when it lies outside."""
-    inv = cv2.invertAffineTransform(matrix)
+    inv = invert_affine(matrix)
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
     pts = corners @ inv[:, :2].T + inv[:, 2]
     x0, y0 = np.floor(pts.min(0)).astype(int) - 1

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stoic_cli.face.resample import resize_area
+
 # Faces whose eyes are closer than this (in photo pixels) are too small to edit credibly.
 MIN_EYE_DISTANCE = 20.0
 # Detection runs on a copy whose longer side is at most this; landmarks are scaled back.
@@ -70,8 +72,6 @@ def detect_in_groups(images: list[np.ndarray], detect_raw, max_side: int = DETEC
     MIN_DETECT_SIDE), and the faces come back in the photo's pixels, above `threshold`, the
     largest first. `detect_raw(batch (N,H,W,3) uint8)` gives per image MTCNN.detect's
     (boxes, probs, landmarks)."""
-    import cv2
-
     results: list[list[Face]] = []
     same_size = len({im.shape for im in images}) == 1
     groups = [images] if same_size else [[im] for im in images]
@@ -80,7 +80,7 @@ def detect_in_groups(images: list[np.ndarray], detect_raw, max_side: int = DETEC
         scale = min(1.0, max_side / max(h, w))
         if scale < 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in group]
+            small = [resize_area(im, size) for im in group]
         else:
             small = group
         if min(small[0].shape[:2]) < MIN_DETECT_SIDE:
