@@ -192,27 +192,23 @@ def test_sheet_picks():
 
 # --------------------------------------------------------------------------- end to end
 
-def export_difference_renderer(decoder, path) -> None:
-    """A renderer-shaped network with known answers: no motion, and the decoded target drawn
-    wherever it differs from the decoded own code (nowhere when the codes are equal)."""
+def export_difference_renderer(path) -> None:
+    """A renderer-shaped network with known answers: no motion, and the target's drawing drawn
+    wherever it differs from the own code's drawing (nowhere when the codes are equal)."""
     import torch
     import torch.nn.functional as F
 
     class DifferenceRenderer(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.decoder = decoder
-
-        def forward(self, crop, own, target):
-            a, b = self.decoder(own), self.decoder(target)
-            mask = ((b - a).abs().mean(1, keepdim=True) * 20).clamp(0, 1)
+        def forward(self, crop, drawn_own, drawn_target):
+            mask = ((drawn_target - drawn_own).abs().mean(1, keepdim=True) * 20).clamp(0, 1)
             up = lambda t: F.interpolate(t, size=crop.shape[2:], mode="bilinear", align_corners=False)
-            return torch.cat([torch.zeros_like(crop[:, :2]), up(mask), up(b)], 1)
+            return torch.cat([torch.zeros_like(crop[:, :2]), up(mask), up(drawn_target)], 1)
 
-    d = torch.zeros(1, 256)
+    d = torch.zeros(1, 3, 128, 128)
+    names = ["crop", "drawn_own", "drawn_target"]
     torch.onnx.export(DifferenceRenderer(), (torch.zeros(1, 3, 256, 256), d, d), str(path),
-                      input_names=["crop", "own", "target"], output_names=["rendered"],
-                      dynamic_axes={n: {0: "batch"} for n in ("crop", "own", "target", "rendered")},
+                      input_names=names, output_names=["rendered"],
+                      dynamic_axes={n: {0: "batch"} for n in names + ["rendered"]},
                       opset_version=17, dynamo=False)
 
 
@@ -239,7 +235,7 @@ def tiny_models(tmp_path_factory):
         with warnings.catch_warnings():  # the legacy exporter's deprecation notes
             warnings.simplefilter("ignore", DeprecationWarning)
             _export(module, example, folder / f"{name}.onnx", i, o)
-    export_difference_renderer(decoder, folder / "renderer.onnx")
+    export_difference_renderer(folder / "renderer.onnx")
     (folder / "stoic.json").write_text(json.dumps({"image_size": nets.IMAGE_SIZE}))
     rng = np.random.default_rng(0)
     table = {"format": 1, "attributes": {

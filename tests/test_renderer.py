@@ -26,7 +26,7 @@ def crops_and_codes(shipped_models, london_faces, london_rgb):
 
 def test_shipped_renderer_onnx_matches_pytorch_on_real_crops(shipped_models, crops_and_codes):
     pytest.importorskip("torch")
-    from stoic_cli.train.renderer_stage import max_renderer_difference
+    from stoic_cli.train.renderer_export import max_renderer_difference
 
     _, crops, z, zn = crops_and_codes
     diff = max_renderer_difference(WEIGHTS, Path(shipped_models) / "renderer.onnx", crops, z, zn, shipped_models)

@@ -65,7 +65,8 @@ def run(tmp_path_factory):
     facts["exported"] = export.export_all(run_dir, models)
 
     # The renderer, a few steps on 256 px crops, with the codes of the models just exported.
-    from stoic_cli.train.renderer_stage import RendererConfig, export_renderer, train_renderer
+    from stoic_cli.train.renderer_export import export_renderer
+    from stoic_cli.train.renderer_stage import RendererConfig, train_renderer
     cache256, run_r = base / "cache256", base / "renderer"
     data.prepare(DATASETS, cache256, datasets=["jaffe"], limit=3, workers=1, size=256)
     rcfg = RendererConfig(cache=str(cache256), models=str(models), run=str(run_r), steps=2, batch_size=2,
@@ -208,7 +209,7 @@ def test_renderer_log_checkpoint_and_resume(run):
 
 def test_renderer_onnx_matches_pytorch_on_real_crops(run):
     from stoic_cli.runtime.models import FaceModels
-    from stoic_cli.train.renderer_stage import max_renderer_difference
+    from stoic_cli.train.renderer_export import max_renderer_difference
 
     crops, _ = data.load_cache(run["cache256"])
     crops = np.array(crops[:4])

@@ -142,13 +142,13 @@ def train_export(
     run: Path = typer.Option(Path("runs/stoicnet"), "--run", help="Run folder with the trained checkpoints."),
     output: Path = typer.Option(Path("models"), "-o", "--output", help="Folder for the ONNX files."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Renderer run folder: write renderer.onnx only "
-                                            "(its guided design embeds the decoder of --output)."),
+                                            "(it reads the drawings of --output's decoder.onnx)."),
 ):
     """Export encoder, neutralizer and decoder to ONNX (+ attributes.json if fitted), or the renderer."""
     import shutil
 
     if renderer is not None:
-        from stoic_cli.train.renderer_stage import export_renderer
+        from stoic_cli.train.renderer_export import export_renderer
         out.print(f"wrote {export_renderer(renderer, output / 'renderer.onnx', output)}")
         return
     from stoic_cli.train.export import export_all

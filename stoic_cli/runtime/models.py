@@ -15,7 +15,7 @@ from stoic_cli.runtime.onnx import OnnxModel
 from stoic_cli.runtime.settings import Attribute, ModelSettings, read_attributes
 
 NETWORKS = ("encoder", "neutralizer", "decoder", "renderer")
-EDITING = ("encoder", "neutralizer", "renderer")  # what every editing command runs
+EDITING = NETWORKS  # every editing command runs them all (the decoder draws the codes for the renderer)
 HOW_TO_GET = ("The trained models ship in the repository's models/ folder; reinstall stoic from a "
               "full checkout (`pip install -e .`), point --models/STOIC_MODELS at that folder, or "
               "train and export your own (`stoic train run all` then `stoic train export`).")
@@ -71,8 +71,8 @@ def from_model_output(images: np.ndarray) -> np.ndarray:
 
 class FaceModels:
     """encoder, neutralizer, renderer and decoder, loaded lazily. The codes decide what a face
-    becomes, the renderer how the photo's pixels get there; the decoder only draws codes (the
-    codes' check, for evaluation), never output pixels."""
+    becomes, the renderer how the photo's pixels get there; the decoder only draws codes (what
+    the renderer reads beside the crop, and the codes' check in evaluation), never output pixels."""
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int = 0):
         self.dir = find_model_dir(model_dir)
@@ -112,8 +112,11 @@ class FaceModels:
         return from_model_output(self.net("decoder")(np.asarray(z, np.float32)))
 
     def render(self, crops: np.ndarray, own: np.ndarray, target: np.ndarray) -> "Rendering":
-        """The renderer on aligned uint8 crops (render_size) with their own and edited codes."""
-        packed = self.net("renderer")(to_model_input(crops), own, target).transpose(0, 2, 3, 1)
+        """The renderer on aligned uint8 crops (render_size) with their own and edited codes:
+        the decoder draws both codes, the renderer reads the crop beside the drawings."""
+        n = len(crops)
+        drawn = self.net("decoder")(np.concatenate([own, target]).astype(np.float32))
+        packed = self.net("renderer")(to_model_input(crops), drawn[:n], drawn[n:]).transpose(0, 2, 3, 1)
         return Rendering(motion=packed[..., 0:2], mask=np.clip(packed[..., 2], 0, 1),
                          fill=(np.clip(packed[..., 3:6], -1, 1) + 1.0) * 127.5)
 

@@ -4,7 +4,7 @@
   neutralizer.onnx  z (N,256)                      -> z_neutral (N,256)
   decoder.onnx      z (N,256)                      -> image (N,3,128,128)  (the codes' check)
   stoic.json        sizes, template, data version, how they were trained
-renderer.onnx is exported from its own run (stoic_cli.train.renderer_stage.export_renderer).
+renderer.onnx is exported from its own run (stoic_cli.train.renderer_export.export_renderer).
 """
 from __future__ import annotations
 

@@ -77,8 +77,12 @@ class Renderer(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("decoder.")}
 
     def forward(self, crop: torch.Tensor, own: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.from_drawings(crop, self.decoder(own), self.decoder(target))
+
+    def from_drawings(self, crop: torch.Tensor, drawn_own: torch.Tensor, drawn_target: torch.Tensor) -> torch.Tensor:
+        """The renderer given the decoder's drawings of both codes (what renderer.onnx holds:
+        the decoder ships once, in decoder.onnx)."""
         half = F.avg_pool2d(crop, 2)
-        drawn_own, drawn_target = self.decoder(own), self.decoder(target)
         x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
         e1 = self.enc1(x)
         e2 = self.enc2(e1)

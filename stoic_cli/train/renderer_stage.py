@@ -209,9 +209,14 @@ def build(cfg: RendererConfig) -> R.Renderer:
     return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width)
 
 
+def run_config(run: Path, state: dict | None = None) -> RendererConfig:
+    state = state or torch.load(run / "renderer.pt", map_location="cpu", weights_only=False)
+    return RendererConfig(**{k: v for k, v in state["config"].items() if k not in RETIRED_KEYS})
+
+
 def load_renderer(run: Path, models: Path | None = None) -> R.Renderer:
     state = torch.load(run / "renderer.pt", map_location="cpu", weights_only=False)
-    cfg = RendererConfig(**{k: v for k, v in state["config"].items() if k not in RETIRED_KEYS})
+    cfg = run_config(run, state)
     if models is not None:
         cfg.models = str(models)
     net = build(cfg)
@@ -372,29 +377,3 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
             save()
             break
     return ckpt
-
-
-def export_renderer(run: str | Path, out_path: str | Path, models: str | Path | None = None) -> Path:
-    """renderer.onnx: (crop (N,3,256,256), own code (N,D), target code (N,D)) -> (N,6,256,256)."""
-    net = load_renderer(Path(run), Path(models) if models else None)
-    d = 256
-    example = (torch.zeros(1, 3, R.SIZE, R.SIZE), torch.zeros(1, d), torch.zeros(1, d))
-    out_path = Path(out_path)
-    torch.onnx.export(net, example, str(out_path), input_names=["crop", "own", "target"], output_names=["rendered"],
-                      dynamic_axes={n: {0: "batch"} for n in ("crop", "own", "target", "rendered")},
-                      opset_version=17, dynamo=False)
-    return out_path
-
-
-def max_renderer_difference(run: str | Path, onnx_path: str | Path, crops: np.ndarray, own: np.ndarray,
-                            target: np.ndarray, models: str | Path | None = None) -> float:
-    """Largest absolute difference between the PyTorch renderer and its ONNX file on real crops
-    (uint8 NHWC, 256 px) and codes."""
-    from stoic_cli.runtime.onnx import OnnxModel
-
-    net = load_renderer(Path(run), Path(models) if models else None)
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        expected = net(x, torch.from_numpy(own), torch.from_numpy(target)).numpy()
-    got = OnnxModel(onnx_path, device="cpu")(x.numpy(), own, target)
-    return float(np.abs(got - expected).max())
