@@ -225,3 +225,29 @@ def test_renderer_refuses_crops_of_the_wrong_size(run, tmp_path):
     cfg = dataclasses.replace(run["renderer_cfg"], cache=str(run["cache"]), run=str(tmp_path))  # 128 px
     with pytest.raises(ValueError, match="--size 256"):
         train_renderer(cfg)
+
+
+def test_a_sample_of_people_keeps_the_split_of_the_whole_set():
+    from stoic_cli.train.data import Record, _sample_people, assign_splits
+
+    records = [Record("utkface", f"utk:{i}", "unknown", f"{i}.jpg") for i in range(400)]
+    assign_splits(records)
+    split_of = {r.person: r.split for r in records}
+    sample = _sample_people(records, 50)
+    assert len({r.person for r in sample}) == 50
+    assert all(r.split == split_of[r.person] for r in sample)
+    assert [r.person for r in _sample_people(records, 50)] == [r.person for r in sample]  # fixed seed
+
+
+def test_unpaired_photos_are_drawn_only_as_themselves():
+    pytest.importorskip("torch")
+    from stoic_cli.train.renderer_stage import PairDrawer, RendererConfig
+
+    paired = [[{"row": 0, "expression": "neutral"}, {"row": 1, "expression": "happiness"}]]
+    singles = [{"row": r, "expression": "unknown"} for r in range(10, 20)]
+    cfg = RendererConfig(identity_datasets=["utkface"], identity_share=0.5)
+    src, dst, _ = PairDrawer(paired, cfg, seed=0, singles=singles)(400)
+    unpaired = src >= 10
+    assert 120 < unpaired.sum() < 280  # about half
+    assert (src[unpaired] == dst[unpaired]).all()
+    assert set(src[~unpaired]) | set(dst[~unpaired]) <= {0, 1}

@@ -19,6 +19,9 @@ def data_prepare(
     workers: int = typer.Option(0, "--workers", help="Processes (default: up to 2)."),
     size: int = typer.Option(128, "--size", min=32, max=1024,
                              help="Crop side: 128 for the VAE, 256 for the renderer."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1,
+                                         help="A random N people of each dataset (fixed seed; each keeps the "
+                                              "split of the whole set), e.g. for UTKFace's unpaired photos."),
 ):
     """Align the datasets with stoic's aligner into a cache, split by person (fixed seed)."""
     from rich.progress import Progress
@@ -27,7 +30,8 @@ def data_prepare(
 
     try:
         with Progress(console=err, transient=True) as progress:
-            counts = prepare(datasets, cache, only, limit, workers or None, size=size, progress=progress)
+            counts = prepare(datasets, cache, only, limit, workers or None, size=size, progress=progress,
+                             sample=sample)
     except (FileNotFoundError, KeyError) as exc:
         fail(f"{exc}")
     table = Table(title=f"aligned crops in {cache}")

@@ -184,9 +184,11 @@ def _align_chunk(args: tuple[list[str], int, bool]) -> list[tuple[np.ndarray | N
 
 
 def prepare(datasets_dir: str | Path, cache_dir: str | Path, datasets: list[str] | None = None,
-            limit: int | None = None, workers: int | None = None, size: int = 128, progress=None) -> dict:
-    """Align the datasets into ``cache_dir``. ``limit`` caps images per dataset (for tests).
-    Returns counts per dataset and split, including failures."""
+            limit: int | None = None, workers: int | None = None, size: int = 128, progress=None,
+            sample: int | None = None) -> dict:
+    """Align the datasets into ``cache_dir``. ``limit`` caps images per dataset (for tests);
+    ``sample`` keeps a random N people of each dataset, drawn after the split so everyone keeps
+    the split the whole set gives them. Returns counts per dataset and split, including failures."""
     from multiprocessing import get_context
 
     datasets_dir, cache_dir = Path(datasets_dir), Path(cache_dir)
@@ -202,6 +204,8 @@ def prepare(datasets_dir: str | Path, cache_dir: str | Path, datasets: list[str]
             recs = _limit_by_person(recs, limit)
         records.extend(recs)
     assign_splits(records)
+    if sample:
+        records = _sample_people(records, sample)
 
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     chunks, chunk_records = [], []
@@ -248,6 +252,15 @@ def prepare(datasets_dir: str | Path, cache_dir: str | Path, datasets: list[str]
     for ds, _, _ in failures:
         counts.setdefault(ds, Counter())["failed"] += 1
     return {ds: dict(c) for ds, c in counts.items()}
+
+
+def _sample_people(records: list[Record], n: int, seed: int = SPLIT_SEED) -> list[Record]:
+    kept = set()
+    for ds in sorted({r.dataset for r in records}):
+        people = sorted({r.person for r in records if r.dataset == ds})
+        rng = np.random.default_rng(seed + 1 + sum(map(ord, ds)))
+        kept.update(people[i] for i in rng.permutation(len(people))[:n])
+    return [r for r in records if r.person in kept]
 
 
 def _limit_by_person(recs: list[Record], limit: int) -> list[Record]:

@@ -38,6 +38,11 @@ class RendererConfig:
     run: str = "runs/renderer"
     width: int = 32
     datasets: list = field(default_factory=lambda: ["taiwanese", "jaffe"])
+    # Unpaired photos (one per person, e.g. UTKFace's many skin tones and ages) used only as a
+    # photo with itself, `identity_share` of the pairs: the renderer and its fill colours must
+    # return any face unchanged, not only the paired sets' mostly East Asian people.
+    identity_datasets: list = field(default_factory=list)
+    identity_share: float = 0.25
     steps: int = 3000
     batch_size: int = 6
     lr: float = 2e-4
@@ -111,13 +116,19 @@ def pair_groups(labels: list[dict], split: str, datasets: list[str]) -> list[lis
 
 
 class PairDrawer:
-    def __init__(self, groups: list[list[dict]], cfg: RendererConfig, seed: int):
-        self.groups, self.cfg = groups, cfg
+    def __init__(self, groups: list[list[dict]], cfg: RendererConfig, seed: int, singles: list[dict] | None = None):
+        self.groups, self.cfg, self.singles = groups, cfg, singles or []
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src, dst, flip = [], [], []
         for _ in range(n):
+            if self.singles and self.rng.random() < self.cfg.identity_share:
+                a = b = self.singles[self.rng.integers(len(self.singles))]
+                src.append(a["row"])
+                dst.append(b["row"])
+                flip.append(self.rng.random() < 0.5)
+                continue
             g = self.groups[self.rng.integers(len(self.groups))]
             a = g[self.rng.integers(len(g))]
             u = self.rng.random()
@@ -315,7 +326,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     if not groups:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
-    draw = PairDrawer(groups, cfg, cfg.seed)
+    singles = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.identity_datasets]
+    draw = PairDrawer(groups, cfg, cfg.seed, singles)
     device = device_for(cfg.device)
     net = build(cfg).to(device)
     critic = R.MouthCritic().to(device)
