@@ -62,9 +62,9 @@ class RendererConfig:
     warp_weight: float = 0.5
     gan_weight: float = 0.05
     feature_weight: float = 1.0
-    # L1 of the fill colours themselves to the target photo: the mask's gradient alone leaves the
-    # fill arbitrary where the mask is faint, and faint masks over the whole face then mix those
-    # arbitrary colours in (blotches on faces unlike the training people).
+    # L1 of the fill colours themselves to the target photo outside the mouth box: the mask's
+    # gradient alone leaves the fill arbitrary where the mask is faint, and faint masks over the
+    # whole face then mix those arbitrary colours in (blotches on faces unlike the training people).
     fill_weight: float = 0.5
     mask_weight: float = 0.4
     mouth_mask_weight: float = 0.05  # inside the mouth box, where teeth appear and lips close over them
@@ -247,6 +247,15 @@ def mask_cost(cfg: RendererConfig, size: int = R.SIZE) -> torch.Tensor:
     return cost
 
 
+def outside_mouth(size: int = R.SIZE) -> torch.Tensor:
+    """1 outside the mouth box, 0 inside: where the fill's own L1 applies (inside, the mask is
+    strong, the composite's losses and the critic teach the fill, and an L1 would blur it)."""
+    keep = torch.ones(1, 1, size, size)
+    r0, r1, c0, c1 = (round(f * size) for f in R.MOUTH_BOX)
+    keep[..., r0:r1, c0:c1] = 0
+    return keep
+
+
 def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
     packed = net(crop, own, target)
     out, warped = R.compose(crop, packed)
@@ -256,7 +265,7 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
         "ssim": ssim_loss(out, real),
         "warp": weighted_l1(warped, real, weight),
         "mask": mask.mean(),
-        "fill": weighted_l1(packed[:, 3:6], real, weight),
+        "fill": weighted_l1(packed[:, 3:6], real, weight * outside_mouth(weight.shape[-1]).to(weight.device)),
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
@@ -373,7 +382,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-            terms["critic"] = d_loss
+            terms["critic"] = d_loss.detach()
         step += 1
         if progress:
             progress.advance(task)
