@@ -58,3 +58,17 @@ def test_neutralizing_a_smile_moves_the_mouth_and_draws_only_a_little(crops_and_
     assert (r.mask.mean(axis=(1, 2)) < 0.15).all()  # the fill stays small: the photo's own pixels do the work
     top = (slice(0, int(0.3 * n)), slice(None))  # forehead and hair: never drawn
     assert r.mask[(slice(None), *top)].mean() < 0.05
+
+
+def test_the_gpu_benchmark_runs_the_shipped_stack_through_torch_on_the_cpu(tmp_path):
+    """scripts/bench_gpu.py is what a lent GPU runs; here it must give the ONNX stack's outputs."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnx")
+    script, state = REPO / "scripts" / "bench_gpu.py", tmp_path / "stack.pt"
+    subprocess.run([sys.executable, str(script), "prepare", str(state)], check=True, capture_output=True)
+    res = subprocess.run([sys.executable, str(script), "run", str(state), "--device", "cpu", "-b", "2",
+                          "--repeats", "1"], check=True, capture_output=True, text=True)
+    diff = float(res.stdout.split("max |torch - ONNX| on the check crops: ")[1].split()[0])
+    assert diff < 1e-3 and "batch    2:" in res.stdout, res.stdout
