@@ -48,22 +48,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _load_photos(photos_dir: Path | None) -> list:
+def _photo_files(photos_dir: Path | None) -> list[Path]:
+    """The images in `photos_dir` (default: the repository's London fixtures), sorted."""
     from stoic_cli.batch.planning import is_image
-    from stoic_cli.face.images import load_photo
 
     folder = Path(photos_dir) if photos_dir else DEFAULT_PHOTOS
     if not folder.is_dir():
         if photos_dir:
             raise FileNotFoundError(f"{folder}: photo folder not found")
         return []  # installed without the repository's fixtures: model stack on random crops only
-    # Not batch.expand_inputs: it skips *_neutral files as stoic's outputs, half the fixtures.
-    return [load_photo(f) for f in sorted(folder.iterdir()) if f.is_file() and is_image(f)]
-
-
-def _photo_files(folder: Path) -> list[Path]:
-    from stoic_cli.batch.planning import is_image
-
     return [f for f in sorted(folder.iterdir()) if f.is_file() and is_image(f)]
 
 
@@ -149,7 +142,10 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
 
     models = FaceModels(models_dir, device=device, threads=threads)
     provider = models.provider
-    photos = _load_photos(Path(photos_dir) if photos_dir else None)
+    from stoic_cli.face.images import load_photo
+
+    files = _photo_files(Path(photos_dir) if photos_dir else None)
+    photos = [load_photo(f) for f in files]
     size = models.render_size
     result: dict = {
         "environment": {
@@ -190,7 +186,6 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     if photos:
         from stoic_cli.batch.runner import default_workers
 
-        files = _photo_files(Path(photos_dir) if photos_dir else DEFAULT_PHOTOS)
         result["end_to_end"] = [_batch(models_dir, device, threads, files, w, repeats)
                                 for w in sorted({1, default_workers()})]
     result["peak_rss_mib"] = _peak_rss_mib()
