@@ -117,10 +117,23 @@ def compose(crop: torch.Tensor, packed: torch.Tensor) -> tuple[torch.Tensor, tor
     return (1 - mask) * warped + mask * packed[:, 3:6], warped
 
 
+def mouth_box(size: int) -> tuple[int, int, int, int]:
+    """The mouth box's rows and columns (r0, r1, c0, c1) in a crop of this side."""
+    r0, r1, c0, c1 = (round(f * size) for f in MOUTH_BOX)
+    return r0, r1, c0, c1
+
+
+def mouth_map(size: int, outside: float, inside: float) -> torch.Tensor:
+    """(1, 1, size, size): `inside` in the mouth box, `outside` elsewhere."""
+    values = torch.full((1, 1, size, size), outside)
+    r0, r1, c0, c1 = mouth_box(size)
+    values[..., r0:r1, c0:c1] = inside
+    return values
+
+
 def mouth(images: torch.Tensor) -> torch.Tensor:
     """The mouth box of aligned crops."""
-    n = images.shape[-1]
-    r0, r1, c0, c1 = (round(f * n) for f in MOUTH_BOX)
+    r0, r1, c0, c1 = mouth_box(images.shape[-1])
     return images[..., r0:r1, c0:c1]
 
 

@@ -241,19 +241,13 @@ def _without_decoder(state: dict) -> dict:
 
 def mask_cost(cfg: RendererConfig, size: int = R.SIZE) -> torch.Tensor:
     """Per-pixel price of the fill mask: low in the mouth box, where drawing is expected."""
-    cost = torch.full((1, 1, size, size), cfg.mask_weight)
-    r0, r1, c0, c1 = (round(f * size) for f in R.MOUTH_BOX)
-    cost[..., r0:r1, c0:c1] = cfg.mouth_mask_weight
-    return cost
+    return R.mouth_map(size, cfg.mask_weight, cfg.mouth_mask_weight)
 
 
 def outside_mouth(size: int = R.SIZE) -> torch.Tensor:
     """1 outside the mouth box, 0 inside: where the fill's own L1 applies (inside, the mask is
     strong, the composite's losses and the critic teach the fill, and an L1 would blur it)."""
-    keep = torch.ones(1, 1, size, size)
-    r0, r1, c0, c1 = (round(f * size) for f in R.MOUTH_BOX)
-    keep[..., r0:r1, c0:c1] = 0
-    return keep
+    return R.mouth_map(size, 1.0, 0.0)
 
 
 def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
