@@ -225,6 +225,14 @@ def crops(sums: list[np.ndarray], inds: np.ndarray, boxes: np.ndarray, size: int
 
 # ---- the three stages -----------------------------------------------------------------------
 
+def _scored(boxes: np.ndarray, inds: np.ndarray, out: np.ndarray, column: int, threshold: float):
+    """The boxes a stage's network scores above `threshold` (its score in `column` of `out`),
+    with that score as their fifth column, their image indices and their rows of `out`."""
+    score = out[:, column]
+    keep = score > F32(threshold)
+    return np.concatenate([boxes[keep, :4], score[keep, None]], axis=1), inds[keep], out[keep]
+
+
 def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_size: int = MIN_FACE_SIZE,
                  thresholds: tuple[float, float, float] = THRESHOLDS,
                  factor: float = FACTOR) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -261,11 +269,8 @@ def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_s
     x, ok = crops(sums, inds, boxes, 24)
     boxes, inds = boxes[ok], inds[ok]
     if len(boxes):
-        out = rnet(x)
-        score = out[:, 5]
-        keep = score > F32(thresholds[1])
-        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
-        inds, reg = inds[keep], out[keep, :4]
+        boxes, inds, out = _scored(boxes, inds, rnet(x), 5, thresholds[1])
+        reg = out[:, :4]
         pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
         boxes = square(regress(boxes[pick], reg[pick]))
         inds = inds[pick]
@@ -276,11 +281,8 @@ def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_s
         x, ok = crops(sums, inds, boxes, 48)
         boxes, inds = boxes[ok], inds[ok]
     if len(boxes):
-        out = onet(x)
-        score = out[:, 15]
-        keep = score > F32(thresholds[2])
-        boxes = np.concatenate([boxes[keep, :4], score[keep, None]], axis=1)
-        inds, reg, marks = inds[keep], out[keep, :4], out[keep, 4:14]
+        boxes, inds, out = _scored(boxes, inds, onet(x), 15, thresholds[2])
+        reg, marks = out[:, :4], out[:, 4:14]
         w_i = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         h_i = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         px = w_i * marks[:, :5] + boxes[:, 0:1] - 1
