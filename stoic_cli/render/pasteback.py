@@ -44,15 +44,6 @@ def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     return _render(image, matrix, None, mask, crop, inplace)
 
 
-def warp_photo(image: np.ndarray, flow: np.ndarray, matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
-    """Move the photo's own pixels as the model's face moves: `flow` (crop-space, (size, size, 2),
-    in crop pixels) says where each crop pixel of the edited face comes from in the unedited one,
-    and is zero outside the face. Brows that rise and a jaw that drops then keep the photo's own
-    texture instead of being painted as brightness changes. Pixels the flow leaves alone stay
-    byte-identical."""
-    return _render(image, matrix, flow, None, None, inplace)
-
-
 def render_face(image: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
                 matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
     """One face's rendering (crop space: `motion` (S,S,2) in fractions of the side, `mask` (S,S)

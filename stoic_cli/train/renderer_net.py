@@ -101,7 +101,7 @@ class Renderer(nn.Module):
 
 def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
     """Each output pixel taken from image at its own position plus `motion` (N,2,H,W, fractions
-    of the side): the same convention as stoic_cli.render.pasteback.warp_photo."""
+    of the side): the same convention as stoic_cli.render.pasteback.render_face's motion."""
     n, _, h, w = image.shape
     ys = (torch.arange(h, dtype=image.dtype, device=image.device) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, dtype=image.dtype, device=image.device) + 0.5) / w * 2 - 1
