@@ -76,7 +76,7 @@ class Pipeline:
     def find_faces(self, photo: Photo, largest: bool = False) -> tuple[list[Face], Skipped]:
         """The usable faces (largest first) and those skipped; raises NoFaceError."""
         with self._stage("detect"):
-            found = self.detector.detect(photo.rgb)
+            found = self.detector.detect(photo.rgb, min_eye_distance=self.min_eye_distance)
         return usable_faces(found, self.min_eye_distance, largest, photo.rgb.shape[:2])
 
     def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -118,6 +118,29 @@ def test_downscaling_for_detection_and_mixed_sizes(torch_detector, onnx_detector
         assert_same_faces(e, g)
 
 
+def test_a_search_for_editable_faces_skips_the_finest_levels_and_finds_the_same_faces(onnx_detector, london_rgb,
+                                                                                     monkeypatch):
+    """With min_eye_distance the pyramid's finest levels (faces too small to edit) go unsearched,
+    and every face whose eyes are that far apart comes out exactly as from the whole pyramid."""
+    levels = []
+    pnet = onnx_detector.pnet
+    monkeypatch.setattr(onnx_detector, "pnet", lambda x, **kw: levels.append(x.shape[-1]) or pnet(x, **kw))
+    images = [london_rgb[n] for n in LONDON_NAMES] + [v for k, v in variants(london_rgb).items() if k != "blank"]
+    for image in images:
+        levels.clear()
+        whole = [f for f in onnx_detector.detect(image) if f.eye_distance >= 20]
+        full_levels = list(levels)
+        levels.clear()
+        searched = onnx_detector.detect(image, min_eye_distance=20)
+        assert levels == full_levels[len(full_levels) - len(levels):] and len(levels) < len(full_levels)
+        assert [f.eye_distance >= 20 for f in searched].count(True) == len(whole)
+        for e, g in zip(whole, [f for f in searched if f.eye_distance >= 20]):
+            np.testing.assert_array_equal(g.landmarks, e.landmarks)
+            np.testing.assert_array_equal(g.box, e.box)
+    tiny = variants(london_rgb)["tiny face"]
+    assert onnx_detector.detect(tiny) and not onnx_detector.detect(tiny, min_eye_distance=40)
+
+
 def test_a_batch_with_many_candidates_takes_torchvisions_other_nms(torch_detector, onnx_detector, london_rgb):
     """Above 1000 boxes torchvision's batched NMS runs image by image: 24 photos get there."""
     imgs = [london_rgb[n] for n in LONDON_NAMES]

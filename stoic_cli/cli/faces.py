@@ -85,7 +85,7 @@ def crop(
 
     def work(job):
         photo = load_photo(job.source)
-        faces, skipped = usable_faces(detector.detect(photo.rgb), min_eyes, largest, photo.rgb.shape[:2])
+        faces, skipped = usable_faces(detector.detect(photo.rgb, min_eye_distance=min_eyes), min_eyes, largest, photo.rgb.shape[:2])
         # The first face's crop is written last: its presence means every crop of the photo is there.
         for i in [*range(1, len(faces)), 0]:
             c, _ = align_face(photo.rgb, faces[i].landmarks, size)

@@ -9,6 +9,10 @@ from stoic_cli.face.resample import resize_area
 
 # Faces whose eyes are closer than this (in photo pixels) are too small to edit credibly.
 MIN_EYE_DISTANCE = 20.0
+# MTCNN's box is about twice the eye distance (never under 1.9 on our validation photos); a
+# search for faces at least `min_eye_distance` apart keeps the pyramid levels down to this many
+# eye distances, one level finer than the smallest such box, and skips the costly finer ones.
+SEARCHED_FACE_PER_EYE_DISTANCE = 1.4
 # Detection runs on a copy whose longer side is at most this; landmarks are scaled back.
 DETECT_MAX_SIDE = 1024
 # MTCNN's first network reads 12 px windows; a thinner image holds no face and would make it fail.
@@ -50,14 +54,18 @@ class FaceDetector:
         self.mtcnn = MTCNN(keep_all=True, device=torch.device(device), min_face_size=min_face_size,
                            post_process=False, select_largest=False)
 
-    def detect(self, rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Face]:
-        return self.detect_batch([rgb], max_side=max_side)[0]
+    def detect(self, rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE, min_eye_distance: float = 0.0) -> list[Face]:
+        return self.detect_batch([rgb], max_side=max_side, min_eye_distance=min_eye_distance)[0]
 
-    def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE) -> list[list[Face]]:
+    def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE,
+                     min_eye_distance: float = 0.0) -> list[list[Face]]:
         """Images of one size are detected in one MTCNN call; mixed sizes one by one."""
-        return detect_in_groups(images, self._detect_raw, max_side=max_side, threshold=self.threshold)
+        return detect_in_groups(images, self._detect_raw, max_side=max_side, threshold=self.threshold,
+                                min_eye_distance=min_eye_distance)
 
-    def _detect_raw(self, batch: np.ndarray) -> list[tuple]:
+    def _detect_raw(self, batch: np.ndarray, smallest_face: float = 0.0) -> list[tuple]:
+        """facenet-pytorch always searches its whole pyramid (`smallest_face` is not used):
+        this detector prepares training data and is the ONNX detector's reference."""
         import torch
 
         with torch.inference_mode():
@@ -66,12 +74,13 @@ class FaceDetector:
 
 
 def detect_in_groups(images: list[np.ndarray], detect_raw, max_side: int = DETECT_MAX_SIDE,
-                     threshold: float = 0.9) -> list[list[Face]]:
+                     threshold: float = 0.9, min_eye_distance: float = 0.0) -> list[list[Face]]:
     """What every detector does around MTCNN: images of one size go in one call, mixed sizes one
     by one; each is detected on a copy at most `max_side` long (none in one thinner than
     MIN_DETECT_SIDE), and the faces come back in the photo's pixels, above `threshold`, the
-    largest first. `detect_raw(batch (N,H,W,3) uint8)` gives per image MTCNN.detect's
-    (boxes, probs, landmarks)."""
+    largest first. `detect_raw(batch (N,H,W,3) uint8, smallest_face)` gives per image
+    MTCNN.detect's (boxes, probs, landmarks), searching for faces of at least `smallest_face`
+    pixels: those whose eyes could be `min_eye_distance` photo pixels apart (0: every size)."""
     results: list[list[Face]] = []
     same_size = len({im.shape for im in images}) == 1
     groups = [images] if same_size else [[im] for im in images]
@@ -86,7 +95,8 @@ def detect_in_groups(images: list[np.ndarray], detect_raw, max_side: int = DETEC
         if min(small[0].shape[:2]) < MIN_DETECT_SIDE:
             results.extend([] for _ in group)
             continue
-        for b, p, l in detect_raw(np.stack(small)):
+        smallest_face = SEARCHED_FACE_PER_EYE_DISTANCE * min_eye_distance * scale
+        for b, p, l in detect_raw(np.stack(small), smallest_face):
             results.append(to_faces(b, p, l, scale, threshold))
     return results
 

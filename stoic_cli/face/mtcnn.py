@@ -55,8 +55,13 @@ def integral(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     dtype = np.int32 if 255 * h * w < 2 ** 31 else np.int64
     s = np.zeros((h + 1, w + 1, img.shape[2]), dtype)
-    np.cumsum(img, axis=0, dtype=dtype, out=s[1:, 1:])
-    np.cumsum(s[1:, 1:], axis=1, out=s[1:, 1:])
+    body = s[1:, 1:]
+    # Down the rows a row at a time: numpy's cumsum along axis 0 walks one column at a time,
+    # striding across the whole image, and took four times as long.
+    body[0] = img[0]
+    for i in range(1, h):
+        np.add(body[i - 1], img[i], out=body[i])
+    np.cumsum(body, axis=1, out=body)
     return s
 
 
@@ -90,11 +95,14 @@ def area_resize_whole(s: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     h, w = s.shape[0] - 1, s.shape[1] - 1
     ylo, yhi = _windows(0, h, out_h)
     xlo, xhi = _windows(0, w, out_w)
-    rows = s[yhi] - s[ylo]  # (out_h, W+1, C)
-    sums = rows[:, xhi] - rows[:, xlo]  # (out_h, out_w, C), exact integers
-    kh = (yhi - ylo).astype(F32)[:, None, None]
-    kw = (xhi - xlo).astype(F32)[None, :, None]
-    return (sums.astype(F32) / kh / kw)[None]
+    rows = np.take(s, yhi, axis=0)
+    rows -= np.take(s, ylo, axis=0)  # (out_h, W+1, C)
+    sums = np.take(rows, xhi, axis=1)
+    sums -= np.take(rows, xlo, axis=1)  # (out_h, out_w, C), exact integers
+    out = sums.astype(F32)
+    out /= (yhi - ylo).astype(F32)[:, None, None]
+    out /= (xhi - xlo).astype(F32)[None, :, None]
+    return out[None]
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
@@ -235,10 +243,15 @@ def _scored(boxes: np.ndarray, inds: np.ndarray, out: np.ndarray, column: int, t
 
 def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_size: int = MIN_FACE_SIZE,
                  thresholds: tuple[float, float, float] = THRESHOLDS,
-                 factor: float = FACTOR) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                 factor: float = FACTOR, smallest_face: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """facenet-pytorch's detect_face + MTCNN.detect(landmarks=True) with select_largest=False,
     for a batch of uint8 RGB images of one size (N,H,W,3): per image (boxes (K,4), probs (K,),
-    landmarks (K,5,2)), float32, in facenet-pytorch's order (K may be 0)."""
+    landmarks (K,5,2)), float32, in facenet-pytorch's order (K may be 0).
+
+    `smallest_face` (pixels) leaves out the pyramid levels whose 12 px window is a smaller face
+    than that; the other levels keep facenet-pytorch's scales, so a face those levels find comes
+    out as it would from the whole pyramid unless a left-out level's box would have merged with
+    it. The big levels are most of the work and only find small faces."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
@@ -248,6 +261,8 @@ def detect_faces(images: np.ndarray, pnet: Net, rnet: Net, onet: Net, min_face_s
     # First stage: P-net over the pyramid, all images of a scale in one run.
     boxes, inds = [], []
     for scale in pyramid_scales(h, w, min_face_size, factor):
+        if 12.0 / scale < smallest_face:
+            continue
         oh, ow = int(h * scale + 1), int(w * scale + 1)
         level = np.concatenate([area_resize_whole(s, oh, ow) for s in sums])
         b, i = generate_boxes(pnet(normalise(level)), scale, thresholds[0])

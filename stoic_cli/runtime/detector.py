@@ -37,21 +37,25 @@ class OnnxFaceDetector:
     def provider(self) -> str:
         return self.pnet.provider
 
-    def detect(self, rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Face]:
-        return self.detect_batch([rgb], max_side=max_side)[0]
+    def detect(self, rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE, min_eye_distance: float = 0.0) -> list[Face]:
+        return self.detect_batch([rgb], max_side=max_side, min_eye_distance=min_eye_distance)[0]
 
-    def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE) -> list[list[Face]]:
+    def detect_batch(self, images: list[np.ndarray], max_side: int = DETECT_MAX_SIDE,
+                     min_eye_distance: float = 0.0) -> list[list[Face]]:
         """Images of one size are detected together (one P-net run per pyramid scale); mixed
-        sizes one by one, like FaceDetector."""
-        return detect_in_groups(images, self.detect_raw, max_side=max_side, threshold=self.threshold)
+        sizes one by one, like FaceDetector. With `min_eye_distance` the pyramid's finest levels,
+        which only find faces too small to edit, are not searched."""
+        return detect_in_groups(images, self.detect_raw, max_side=max_side, threshold=self.threshold,
+                                min_eye_distance=min_eye_distance)
 
-    def detect_raw(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def detect_raw(self, batch: np.ndarray, smallest_face: float = 0.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """MTCNN.detect(batch, landmarks=True) for uint8 RGB images of one size (N,H,W,3): per
-        image (boxes (K,4), probs (K,), landmarks (K,5,2)), K possibly 0."""
+        image (boxes (K,4), probs (K,), landmarks (K,5,2)), K possibly 0; pyramid levels for
+        faces below `smallest_face` pixels left out (mtcnn.detect_faces)."""
         return mtcnn.detect_faces(batch, lambda x: self.pnet(x, batch_size=len(x)),
                                   lambda x: self.rnet(x, batch_size=CROP_BATCH),
                                   lambda x: self.onet(x, batch_size=CROP_BATCH),
-                                  min_face_size=self.min_face_size)
+                                  min_face_size=self.min_face_size, smallest_face=smallest_face)
 
 
 def detector_for(model_dir: str | Path | None, device: str = "cpu", threads: int = 0,
