@@ -72,3 +72,51 @@ def test_the_gpu_benchmark_runs_the_shipped_stack_through_torch_on_the_cpu(tmp_p
                           "--repeats", "1"], check=True, capture_output=True, text=True)
     diff = float(res.stdout.split("max |torch - ONNX| on the check crops: ")[1].split()[0])
     assert diff < 1e-3 and "batch    2:" in res.stdout, res.stdout
+
+
+def test_the_mouth_fill_loss_asks_for_the_target_only_where_the_warp_misses_it_in_the_mouth():
+    torch = pytest.importorskip("torch")
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.renderer_stage import face_weight, mouth_fill_l1
+
+    n = R.SIZE
+    weight = face_weight(n)
+    real = torch.zeros(1, 3, n, n)
+    fill = torch.full((1, 3, n, n), 0.5, requires_grad=True)
+    assert mouth_fill_l1(fill, real.clone(), real, weight) == 0  # the warp explains the target: nothing asked
+    r0, r1, c0, c1 = R.mouth_box(n)
+    outside = real.clone()
+    outside[..., :r0, :] = 1.0  # the warp misses only above the mouth box
+    assert mouth_fill_l1(fill, outside, real, weight) == 0
+    inside = real.clone()
+    inside[..., r0:r1, c0:c1] = 1.0  # teeth where the target's lips are
+    loss = mouth_fill_l1(fill, inside, real, weight)
+    assert loss > 0.4
+    loss.backward()
+    grad = fill.grad.abs().sum(1)[0]
+    assert grad[r0:r1, c0:c1].min() > 0 and grad[:r0].max() == 0 and grad[r1:].max() == 0
+
+
+def test_a_renderer_that_fills_from_the_moved_crop_exports_with_parity(shipped_models, crops_and_codes, tmp_path):
+    """fill_source 'warped': the fill reads the crop after the motion (ONNX GridSample), and the
+    ONNX file gives PyTorch's numbers."""
+    torch = pytest.importorskip("torch")
+    from stoic_cli.runtime.onnx import OnnxModel
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.renderer_export import export_network
+    from stoic_cli.train.renderer_stage import load_decoder
+
+    models, crops, z, zn = crops_and_codes
+    torch.manual_seed(0)
+    net = R.Renderer(load_decoder(Path(shipped_models)), fill_source="warped").eval()
+    torch.nn.init.normal_(net.motion.weight, std=0.05)  # a motion large enough to matter
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = net(x, torch.from_numpy(z), torch.from_numpy(zn)).numpy()
+    path = export_network(net, tmp_path / "renderer.onnx")
+    decoder = OnnxModel(Path(shipped_models) / "decoder.onnx", device="cpu")
+    got = OnnxModel(path, device="cpu")(x.numpy(), decoder(z), decoder(zn))
+    assert np.abs(expected[:, :2]).max() > 0.01
+    assert np.abs(got - expected).max() < 1e-3
+    with pytest.raises(ValueError, match="fill_source"):
+        R.Renderer(load_decoder(Path(shipped_models)), fill_source="photo")

@@ -23,7 +23,11 @@ def export_renderer(run: str | Path, out_path: str | Path, models: str | Path | 
     """renderer.onnx: (crop (N,3,256,256), the decoder's drawings of the own and the target code
     (N,3,128,128) each, as decoder.onnx gives them) -> (N,6,256,256). The frozen decoder stays
     out of the file: it ships once, as decoder.onnx."""
-    net = load_renderer(Path(run), Path(models) if models else None)
+    return export_network(load_renderer(Path(run), Path(models) if models else None), out_path)
+
+
+def export_network(net: R.Renderer, out_path: str | Path) -> Path:
+    """export_renderer's file from a renderer network in memory."""
     drawing = torch.zeros(1, 3, R.SIZE // 2, R.SIZE // 2)
     example = (torch.zeros(1, 3, R.SIZE, R.SIZE), drawing, drawing)
     out_path = Path(out_path)

@@ -25,6 +25,7 @@ SIZE = 256  # the renderer's crop side
 MAX_MOTION = 0.12  # largest displacement, as a fraction of the side (a wide smile's corners)
 # The mouth box (rows, cols as fractions of the aligned crop) that the critic judges.
 MOUTH_BOX = (0.55, 0.87, 0.26, 0.74)
+FILL_SOURCES = ("crop", "warped")
 
 
 def _block(cin: int, cout: int, stride: int = 1, convs: int = 2) -> nn.Sequential:
@@ -40,8 +41,13 @@ class Renderer(nn.Module):
     motion (fractions of the side, where each output pixel comes from in the crop), mask in
     0..1 (where the fill replaces the warped crop) and fill colours in [-1,1]."""
 
-    def __init__(self, decoder: nn.Module, width: int = 32):
+    def __init__(self, decoder: nn.Module, width: int = 32, fill_source: str = "crop"):
         super().__init__()
+        if fill_source not in FILL_SOURCES:
+            raise ValueError(f"fill_source must be one of {FILL_SOURCES}, got {fill_source!r}")
+        # What the fill's full-resolution path reads: the crop, or the crop already moved by the
+        # motion, so that texture it copies (lips moved over teeth) sits where it will be shown.
+        self.fill_source = fill_source
         self.decoder = decoder
         for p in decoder.parameters():
             p.requires_grad_(False)
@@ -95,8 +101,10 @@ class Renderer(nn.Module):
         d1 = self.dec1(torch.cat([up(d2), e1], 1))
         motion = MAX_MOTION * torch.tanh(self.motion(d1))
         mask = torch.sigmoid(self.mask(d1))
-        fill = self.fill(torch.cat([up(self.to_fill(d1)), self.full(crop)], 1))
-        return torch.cat([up(motion), up(mask), fill], 1)
+        motion = up(motion)
+        source = warp(crop, motion) if self.fill_source == "warped" else crop
+        fill = self.fill(torch.cat([up(self.to_fill(d1)), self.full(source)], 1))
+        return torch.cat([motion, up(mask), fill], 1)
 
 
 def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,11 @@ class RendererConfig:
     # gradient alone leaves the fill arbitrary where the mask is faint, and faint masks over the
     # whole face then mix those arbitrary colours in (blotches on faces unlike the training people).
     fill_weight: float = 0.5
+    # L1 of the fill to the target inside the mouth box, where the warp alone misses the target
+    # (weighted by the warp's own error there): otherwise the fill learns only through a faint
+    # mask and copies what the crop holds, such as the teeth that lips should close over.
+    mouth_fill_weight: float = 0.0
+    fill_source: str = "crop"  # renderer_net.FILL_SOURCES: what the fill's full-resolution path reads
     mask_weight: float = 0.4
     mouth_mask_weight: float = 0.05  # inside the mouth box, where teeth appear and lips close over them
     mask_tv_weight: float = 0.05
@@ -217,7 +222,7 @@ def load_decoder(models: Path):
 
 
 def build(cfg: RendererConfig) -> R.Renderer:
-    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width)
+    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width, fill_source=cfg.fill_source)
 
 
 def run_config(run: Path, state: dict | None = None) -> RendererConfig:
@@ -250,6 +255,20 @@ def outside_mouth(size: int = R.SIZE) -> torch.Tensor:
     return R.mouth_map(size, 1.0, 0.0)
 
 
+# The warp's error (grey levels over 127.5) at which the fill counts fully in the mouth loss.
+WARP_MISS = 0.25
+
+
+def mouth_fill_l1(fill: torch.Tensor, warped: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 of the fill to the target inside the mouth box, each pixel weighted by how far the warp
+    alone is from the target there (0..1, full from WARP_MISS on; not differentiated: it only
+    says where the fill must draw), over the mouth box's weight: pairs the warp explains add
+    nothing."""
+    box = R.mouth_map(real.shape[-1], 0.0, 1.0).to(real.device)
+    misses = ((warped.detach() - real).abs().mean(1, keepdim=True) / WARP_MISS).clamp(max=1.0)
+    return ((fill - real).abs() * weight * box * misses).mean() / (weight * box).mean()
+
+
 def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
     packed = net(crop, own, target)
     out, warped = R.compose(crop, packed)
@@ -260,11 +279,12 @@ def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, ad
         "warp": weighted_l1(warped, real, weight),
         "mask": mask.mean(),
         "fill": weighted_l1(packed[:, 3:6], real, weight * outside_mouth(weight.shape[-1]).to(weight.device)),
+        "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + cfg.fill_weight * terms["fill"]
+             + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
@@ -313,7 +333,7 @@ def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6
     return out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill")
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill")
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
