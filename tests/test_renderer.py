@@ -77,7 +77,7 @@ def test_the_gpu_benchmark_runs_the_shipped_stack_through_torch_on_the_cpu(tmp_p
 def test_the_mouth_fill_loss_asks_for_the_target_only_where_the_warp_misses_it_in_the_mouth():
     torch = pytest.importorskip("torch")
     from stoic_cli.train import renderer_net as R
-    from stoic_cli.train.renderer_stage import face_weight, mouth_fill_l1
+    from stoic_cli.train.renderer_losses import face_weight, mouth_fill_l1
 
     n = R.SIZE
     weight = face_weight(n)

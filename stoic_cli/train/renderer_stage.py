@@ -23,7 +23,7 @@ from stoic_cli.train import renderer_net as R
 from stoic_cli.train.checkpoints import CsvLog, save_state, setup_run
 from stoic_cli.train.config import device_for
 from stoic_cli.train.data import load_cache
-from stoic_cli.train.losses import ssim_loss, weighted_l1
+from stoic_cli.train.renderer_losses import LOGGED, face_weight, losses
 
 # The renderer had a second design ("coded", no decoder inside) that no shipped renderer used,
 # since removed (git history keeps it); configs and checkpoints written before then still name
@@ -207,14 +207,6 @@ class CodeTable:
         return torch.from_numpy(za.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
 
 
-def face_weight(size: int = R.SIZE) -> torch.Tensor:
-    from stoic_cli.render.pasteback import face_mask
-    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
-    mouth = np.exp(-((xx - 0.5) ** 2 + (yy - 0.7) ** 2) / (2 * 0.1 ** 2))
-    m = 0.2 + 0.8 * face_mask(size, feather=0.3) + mouth
-    return torch.from_numpy(m.astype(np.float32))[None, None]
-
-
 def load_decoder(models: Path):
     from stoic_cli.train.export import import_onnx_vae
     _, dec = import_onnx_vae(models)
@@ -242,58 +234,6 @@ def load_renderer(run: Path, models: Path | None = None) -> R.Renderer:
 
 def _without_decoder(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith("decoder.")}
-
-
-def mask_cost(cfg: RendererConfig, size: int = R.SIZE) -> torch.Tensor:
-    """Per-pixel price of the fill mask: low in the mouth box, where drawing is expected."""
-    return R.mouth_map(size, cfg.mask_weight, cfg.mouth_mask_weight)
-
-
-def outside_mouth(size: int = R.SIZE) -> torch.Tensor:
-    """1 outside the mouth box, 0 inside: where the fill's own L1 applies (inside, the mask is
-    strong, the composite's losses and the critic teach the fill, and an L1 would blur it)."""
-    return R.mouth_map(size, 1.0, 0.0)
-
-
-# The warp's error (grey levels over 127.5) at which the fill counts fully in the mouth loss.
-WARP_MISS = 0.25
-
-
-def mouth_fill_l1(fill: torch.Tensor, warped: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """L1 of the fill to the target inside the mouth box, each pixel weighted by how far the warp
-    alone is from the target there (0..1, full from WARP_MISS on; not differentiated: it only
-    says where the fill must draw), over the mouth box's weight: pairs the warp explains add
-    nothing."""
-    box = R.mouth_map(real.shape[-1], 0.0, 1.0).to(real.device)
-    misses = ((warped.detach() - real).abs().mean(1, keepdim=True) / WARP_MISS).clamp(max=1.0)
-    return ((fill - real).abs() * weight * box * misses).mean() / (weight * box).mean()
-
-
-def losses(net, critic, crop, own, target, real, weight, cfg: RendererConfig, adversarial: bool):
-    packed = net(crop, own, target)
-    out, warped = R.compose(crop, packed)
-    mask = packed[:, 2:3]
-    terms = {
-        "l1": weighted_l1(out, real, weight),
-        "ssim": ssim_loss(out, real),
-        "warp": weighted_l1(warped, real, weight),
-        "mask": mask.mean(),
-        "fill": weighted_l1(packed[:, 3:6], real, weight * outside_mouth(weight.shape[-1]).to(weight.device)),
-        "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
-        "mask_tv": R.total_variation(mask),
-        "motion_tv": R.total_variation(packed[:, 0:2] * 10),
-    }
-    total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
-             + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
-             + cfg.motion_tv_weight * terms["motion_tv"])
-    if adversarial:
-        fake_m, real_m = R.mouth(out), R.mouth(real)
-        terms["gan"] = ((critic(fake_m) - 1) ** 2).mean()
-        feats_f, feats_r = critic.features(fake_m), critic.features(real_m)
-        terms["feature"] = sum((f - r.detach()).abs().mean() for f, r in zip(feats_f, feats_r)) / len(feats_f)
-        total = total + cfg.gan_weight * terms["gan"] + cfg.feature_weight * terms["feature"]
-    return total, terms, out
 
 
 def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
@@ -331,9 +271,6 @@ def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6
             n, e = neutral[rng.integers(len(neutral))], other[rng.integers(len(other))]
             out += [(e, n), (n, e)]
     return out
-
-
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill")
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
