@@ -70,7 +70,8 @@ def run(tmp_path_factory):
     cache256, run_r = base / "cache256", base / "renderer"
     data.prepare(DATASETS, cache256, datasets=["jaffe"], limit=3, workers=1, size=256)
     rcfg = RendererConfig(cache=str(cache256), models=str(models), run=str(run_r), steps=2, batch_size=2,
-                          checkpoint_every=2, log_every=1, threads=1, gan_start=1)
+                          checkpoint_every=2, log_every=1, threads=1, gan_start=1, fill_source="warped",
+                          mouth_fill_weight=1.0, ema_decay=0.5)
     train_renderer(rcfg)
     facts["renderer_step_first"] = torch.load(run_r / "renderer.pt", weights_only=False)["step"]
     train_renderer(dataclasses.replace(rcfg, steps=3))  # resumes from step 2
@@ -201,10 +202,14 @@ def test_renderer_log_checkpoint_and_resume(run):
     rows = read_log(run["renderer_run"] / "renderer_log.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3]  # the second call resumed at step 2
     assert run["renderer_step_first"] == 2
-    assert_numeric(rows, ["l1", "ssim", "warp", "mask", "motion_tv", "gan", "feature", "critic"])
+    assert_numeric(rows, ["l1", "ssim", "warp", "mask", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill"])
     assert float(rows[0]["gan"]) == 0 and float(rows[1]["gan"]) > 0  # the critic joins at gan_start
     state = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)
     assert state["step"] == 3 and not any(k.startswith("decoder.") for k in state["renderer"])
+    # The exported weights are the average; the trained ones are kept beside them for resuming.
+    averaged, live = state["renderer"], state["renderer_live"]
+    assert averaged.keys() == live.keys()
+    assert any(not torch.equal(averaged[k], live[k]) for k in live if live[k].is_floating_point())
 
 
 def test_renderer_onnx_matches_pytorch_on_real_crops(run):
