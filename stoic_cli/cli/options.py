@@ -26,7 +26,9 @@ DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda (ONNX Runti
 LargestOpt = typer.Option(False, "--largest", help="Edit only the largest face of each photo (default: every face).")
 ModelsOpt = typer.Option(None, "--models", help="Folder with the ONNX models (default: the installed models/).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No per-file lines; only the summary.")
-MinEyeOpt = typer.Option(MIN_EYE_DISTANCE, "--min-eyes", help="Skip faces whose eyes are closer than this many pixels.")
+MinEyeOpt = typer.Option(MIN_EYE_DISTANCE, "--min-eyes",
+                         help="Skip faces whose eyes are closer than this many pixels; much smaller faces "
+                              "are not even searched for, which keeps detection fast.")
 ShardOpt = typer.Option(None, "--shard", help="K/N: process only the K-th of N disjoint parts of the inputs "
                         "(for Slurm arrays and other schedulers; the N reports concatenate into the whole).")
 SetOpt = typer.Option(None, "--set", help="Override one config value, e.g. --set vae_steps=100 (repeatable).")

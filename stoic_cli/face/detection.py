@@ -9,9 +9,9 @@ from stoic_cli.face.resample import resize_area
 
 # Faces whose eyes are closer than this (in photo pixels) are too small to edit credibly.
 MIN_EYE_DISTANCE = 20.0
-# MTCNN's box is about twice the eye distance (never under 1.9 on our validation photos); a
-# search for faces at least `min_eye_distance` apart keeps the pyramid levels down to this many
-# eye distances, one level finer than the smallest such box, and skips the costly finer ones.
+# MTCNN's box is about twice the eye distance (docs/experiments.md, session 30); a search for
+# faces whose eyes are at least `min_eye_distance` apart keeps the pyramid levels down to this
+# many eye distances, one level finer than the smallest such box, and skips the costly finer ones.
 SEARCHED_FACE_PER_EYE_DISTANCE = 1.4
 # Detection runs on a copy whose longer side is at most this; landmarks are scaled back.
 DETECT_MAX_SIDE = 1024

@@ -57,7 +57,7 @@ def integral(img: np.ndarray) -> np.ndarray:
     s = np.zeros((h + 1, w + 1, img.shape[2]), dtype)
     body = s[1:, 1:]
     # Down the rows a row at a time: numpy's cumsum along axis 0 walks one column at a time,
-    # striding across the whole image, and took four times as long.
+    # striding across the whole image, which is several times slower.
     body[0] = img[0]
     for i in range(1, h):
         np.add(body[i - 1], img[i], out=body[i])
