@@ -135,6 +135,7 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
     fixtures (800x800, one face each); without photos only (a) runs, on random crops."""
     from stoic_cli.face.alignment import align_face
     from stoic_cli.face.detection import MIN_EYE_DISTANCE
+    from stoic_cli.face.images import load_photo
     from stoic_cli.runtime.detector import OnnxFaceDetector
     from stoic_cli.runtime.models import FaceModels
     from stoic_cli.runtime.onnx import CUDA
@@ -143,8 +144,6 @@ def run_bench(models_dir: str | Path | None = None, device: str = "auto", batch_
 
     models = FaceModels(models_dir, device=device, threads=threads)
     provider = models.provider
-    from stoic_cli.face.images import load_photo
-
     files = _photo_files(Path(photos_dir) if photos_dir else None)
     photos = [load_photo(f) for f in files]
     size = models.render_size

@@ -8,6 +8,7 @@ import torch
 from stoic_cli.train import renderer_net as R
 from stoic_cli.train.losses import ssim_loss, weighted_l1
 
+
 def face_weight(size: int = R.SIZE) -> torch.Tensor:
     """(1,1,size,size) weights of the reconstruction losses: the face counts, the mouth most."""
     from stoic_cli.render.pasteback import face_mask

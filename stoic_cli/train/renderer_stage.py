@@ -362,9 +362,10 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save()
             if val:
+                judged = net
                 if average is not None:
                     shown.load_state_dict(average, strict=False)
-                judged = net if average is None else shown
+                    judged = shown
                 CsvLog(run / "renderer_val.csv").write({"step": step, **validate(judged, crops, codes, val, weight)})
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             save()
