@@ -70,4 +70,4 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool)
     return total, terms, out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill")
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "cycle", "cycle_code")

@@ -23,6 +23,7 @@ from stoic_cli.train import renderer_net as R
 from stoic_cli.train.checkpoints import CsvLog, save_state, setup_run
 from stoic_cli.train.config import device_for
 from stoic_cli.train.data import load_cache
+from stoic_cli.train.renderer_cycle import CycleDrawer, cycle_losses, frozen_encoder
 from stoic_cli.train.renderer_losses import LOGGED, face_weight, losses
 
 # The renderer had a second design ("coded", no decoder inside) that no shipped renderer used,
@@ -43,6 +44,12 @@ class RendererConfig:
     # return any face unchanged, not only the paired sets' mostly East Asian people.
     identity_datasets: list = field(default_factory=list)
     identity_share: float = 0.25
+    # Unpaired photos edited out and rendered back (renderer_cycle), `cycle_batch` of them a step
+    # beside the pairs: a target for the fill on faces no pair shows.
+    cycle_datasets: list = field(default_factory=list)
+    cycle_batch: int = 0
+    cycle_weight: float = 1.0
+    cycle_code_weight: float = 0.2
     steps: int = 3000
     batch_size: int = 6
     lr: float = 2e-4
@@ -180,7 +187,8 @@ class CodeTable:
         self.codes = encode_cache(crops, models, run / "codes.npy")
         self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
         ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
-        split = ModelSettings.read(models / "stoic.json").expression_dims  # neutral codes as the jobs make them
+        # neutral codes as the jobs make them
+        self.expression_dims = split = ModelSettings.read(models / "stoic.json").expression_dims
         self.neutral = neutral_codes(self.codes, ntr(self.codes), split)
         self.neutral_flipped = neutral_codes(self.flipped, ntr(self.flipped), split)
         path = models / "attributes.json"  # without it, edit-style targets fall back to the photo's code
@@ -292,7 +300,11 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
     singles = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.identity_datasets]
     draw = PairDrawer(groups, cfg, cfg.seed, singles)
+    unpaired = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.cycle_datasets]
+    cycle = CycleDrawer(unpaired, [r for g in groups for r in g], table, cfg.seed + 2) \
+        if cfg.cycle_batch and unpaired else None
     device = device_for(cfg.device)
+    encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle else None
     net = build(cfg).to(device)
     critic = R.MouthCritic().to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
@@ -314,6 +326,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         step = state["step"]
         draw.rng = np.random.default_rng(cfg.seed + step)
         table.rng = np.random.default_rng(cfg.seed + 1 + step)
+        if cycle:
+            cycle.rng = np.random.default_rng(cfg.seed + 2 + step)
     average = None
     if cfg.ema_decay:
         start_from = state["renderer"] if state and "renderer_live" in state else net.trained_state()
@@ -336,6 +350,15 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
         total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
+        if cycle:
+            rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
+            photo = _images(crops, rows, flipped).to(device)
+            cycled, cycle_terms, edited = cycle_losses(net, encoder, photo, own_c.to(device), outward.to(device),
+                                                       weight, cfg, table.expression_dims)
+            total, terms = total + cycled, {**terms, **cycle_terms}
+            if adversarial:  # edited unpaired mouths must look like photos too
+                total = total + cfg.gan_weight * ((critic(R.mouth(edited)) - 1) ** 2).mean()
+            real, out = torch.cat([real, photo]), torch.cat([out, edited])  # the critic sees both
         terms = {k: v.detach() for k, v in terms.items()}
         opt.zero_grad()
         total.backward()
