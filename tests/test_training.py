@@ -286,7 +286,7 @@ def test_cycle_drawer_edits_unpaired_photos_the_way_the_jobs_do():
     assert np.allclose(out[:, :4], own[:, :4], atol=1e-5)  # every way out keeps the person part
 
 
-def test_the_cycle_loss_reaches_the_renderer_through_both_passes():
+def test_the_cycle_loss_reaches_the_renderer_through_both_passes_unless_the_way_out_is_detached():
     torch = pytest.importorskip("torch")
     from types import SimpleNamespace
     from stoic_cli.train import renderer_net as R
@@ -306,10 +306,16 @@ def test_the_cycle_loss_reaches_the_renderer_through_both_passes():
             lower = x[:, :, x.shape[2] // 2:].mean((2, 3))
             return torch.cat([torch.zeros(len(x), 5), lower], 1), None
 
-    cfg = SimpleNamespace(ssim_weight=0.5, cycle_weight=1.0, cycle_code_weight=0.2)
+    cfg = SimpleNamespace(ssim_weight=0.5, cycle_weight=1.0, cycle_code_weight=0.2, cycle_trains_way_out=True)
     loss, terms, edited = cycle_losses(net, TinyEncoder(), photo, own, out, torch.ones(1, 1, R.SIZE, R.SIZE), cfg, 3)
     assert terms["cycle"] > 0 and edited.shape == photo.shape
     lower = photo[:, :, R.SIZE // 2:].mean((2, 3))  # untrained, the edit is small: the code misses by about this
     assert abs(float(terms["cycle_code"]) - float((lower - out[:, 5:]).abs().mean())) < 0.05
+    assert torch.autograd.grad(terms["cycle"], edited, retain_graph=True)[0].abs().sum() > 0
     loss.backward()
     assert net.motion.weight.grad.abs().sum() > 0 and net.enc1[0].weight.grad.abs().sum() > 0
+
+    # Detached, the round trip trains the way back only.
+    cfg.cycle_trains_way_out = False
+    _, terms, edited = cycle_losses(net, TinyEncoder(), photo, own, out, torch.ones(1, 1, R.SIZE, R.SIZE), cfg, 3)
+    assert torch.autograd.grad(terms["cycle"], edited, allow_unused=True)[0] is None

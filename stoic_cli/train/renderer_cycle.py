@@ -72,7 +72,10 @@ def cycle_losses(net, encoder, photo, own, outward, weight, cfg, expression_dims
     mouth critic judges. The way back reads the code the way out aimed at: that is the code the
     edited photo should have."""
     edited, _ = R.compose(photo, net(photo, own, outward))
-    back, _ = R.compose(edited, net(edited, outward, own))
+    # Detached, the round trip teaches only the way back (a real target for what the fill draws
+    # on these faces) and cannot be won by a way out that edits less.
+    start = edited if cfg.cycle_trains_way_out else edited.detach()
+    back, _ = R.compose(start, net(start, outward, own))
     expression = slice(-expression_dims, None) if expression_dims else slice(None)
     reached = encoder(F.avg_pool2d(edited, 2))[0]
     terms = {"cycle": weighted_l1(back, photo, weight) + cfg.ssim_weight * ssim_loss(back, photo),

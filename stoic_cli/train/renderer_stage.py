@@ -50,6 +50,7 @@ class RendererConfig:
     cycle_batch: int = 0
     cycle_weight: float = 1.0
     cycle_code_weight: float = 0.2
+    cycle_trains_way_out: bool = True
     steps: int = 3000
     batch_size: int = 6
     lr: float = 2e-4
