@@ -319,3 +319,5 @@ def test_the_cycle_loss_reaches_the_renderer_through_both_passes_unless_the_way_
     cfg.cycle_trains_way_out = False
     _, terms, edited = cycle_losses(net, TinyEncoder(), photo, own, out, torch.ones(1, 1, R.SIZE, R.SIZE), cfg, 3)
     assert torch.autograd.grad(terms["cycle"], edited, allow_unused=True)[0] is None
+    _, terms, _ = cycle_losses(net, None, photo, own, out, torch.ones(1, 1, R.SIZE, R.SIZE), cfg, 3)
+    assert set(terms) == {"cycle"}  # no encoder, no code term

@@ -68,16 +68,19 @@ def frozen_encoder(models) -> torch.nn.Module:
 def cycle_losses(net, encoder, photo, own, outward, weight, cfg, expression_dims: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """The round trip's loss (L1 and SSIM of the photo rendered out and back to itself), the
     outward code's miss (L1 over the expression part, the last `expression_dims` entries, of the
-    edited photo's code as the encoder reads its half-size crop) and the edited photo, which the
-    mouth critic judges. The way back reads the code the way out aimed at: that is the code the
+    edited photo's code as the encoder reads its half-size crop; none without an encoder) and
+    the edited photo. The way back reads the code the way out aimed at: that is the code the
     edited photo should have."""
     edited, _ = R.compose(photo, net(photo, own, outward))
     # Detached, the round trip teaches only the way back (a real target for what the fill draws
     # on these faces) and cannot be won by a way out that edits less.
     start = edited if cfg.cycle_trains_way_out else edited.detach()
     back, _ = R.compose(start, net(start, outward, own))
-    expression = slice(-expression_dims, None) if expression_dims else slice(None)
-    reached = encoder(F.avg_pool2d(edited, 2))[0]
-    terms = {"cycle": weighted_l1(back, photo, weight) + cfg.ssim_weight * ssim_loss(back, photo),
-             "cycle_code": (reached[:, expression] - outward[:, expression]).abs().mean()}
-    return cfg.cycle_weight * terms["cycle"] + cfg.cycle_code_weight * terms["cycle_code"], terms, edited
+    terms = {"cycle": weighted_l1(back, photo, weight) + cfg.ssim_weight * ssim_loss(back, photo)}
+    total = cfg.cycle_weight * terms["cycle"]
+    if encoder is not None:
+        expression = slice(-expression_dims, None) if expression_dims else slice(None)
+        reached = encoder(F.avg_pool2d(edited, 2))[0]
+        terms["cycle_code"] = (reached[:, expression] - outward[:, expression]).abs().mean()
+        total = total + cfg.cycle_code_weight * terms["cycle_code"]
+    return total, terms, edited

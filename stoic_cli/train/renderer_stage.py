@@ -305,7 +305,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     cycle = CycleDrawer(unpaired, [r for g in groups for r in g], table, cfg.seed + 2) \
         if cfg.cycle_batch and unpaired else None
     device = device_for(cfg.device)
-    encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle else None
+    encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle and cfg.cycle_code_weight else None
     net = build(cfg).to(device)
     critic = R.MouthCritic().to(device)
     trainable = [p for p in net.parameters() if p.requires_grad]
@@ -354,12 +354,10 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         if cycle:
             rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
             photo = _images(crops, rows, flipped).to(device)
-            cycled, cycle_terms, edited = cycle_losses(net, encoder, photo, own_c.to(device), outward.to(device),
+            cycled, cycle_terms, _ = cycle_losses(net, encoder, photo, own_c.to(device), outward.to(device),
                                                        weight, cfg, table.expression_dims)
+            # The critic stays out: with the unedited photos as its real ones, the least edit wins.
             total, terms = total + cycled, {**terms, **cycle_terms}
-            if adversarial:  # edited unpaired mouths must look like photos too
-                total = total + cfg.gan_weight * ((critic(R.mouth(edited)) - 1) ** 2).mean()
-            real, out = torch.cat([real, photo]), torch.cat([out, edited])  # the critic sees both
         terms = {k: v.detach() for k, v in terms.items()}
         opt.zero_grad()
         total.backward()
