@@ -225,6 +225,13 @@ def test_renderer_onnx_matches_pytorch_on_real_crops(run):
     assert diff < 1e-3
 
 
+def test_renderer_refuses_a_cycle_without_unpaired_photos(run, tmp_path):
+    from stoic_cli.train.renderer_stage import train_renderer
+    cfg = dataclasses.replace(run["renderer_cfg"], run=str(tmp_path), cycle_datasets=["utkface"])
+    with pytest.raises(ValueError, match="no training photos of \\['utkface'\\]"):
+        train_renderer(cfg)
+
+
 def test_renderer_refuses_crops_of_the_wrong_size(run, tmp_path):
     from stoic_cli.train.renderer_stage import train_renderer
     cfg = dataclasses.replace(run["renderer_cfg"], cache=str(run["cache"]), run=str(tmp_path))  # 128 px

@@ -6,7 +6,8 @@ face with its own code into the same face with the other photo's code. Losses: L
 the real photo, L1 of the warp alone (so the motion does the work and the mask stays for what
 is new), a mouth critic (LSGAN) and its feature maps as a learned perceptual loss, a mask
 penalty (GANimation's masks saturate without one) and smoothness of motion and mask. Some pairs
-are a photo with itself, which must come back unchanged.
+are a photo with itself, which must come back unchanged; unpaired photos can also go out and
+back (renderer_cycle).
 
 Resumable: a checkpoint every `checkpoint_every` steps; `max_minutes` stops it cleanly."""
 from __future__ import annotations
@@ -302,8 +303,9 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     singles = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.identity_datasets]
     draw = PairDrawer(groups, cfg, cfg.seed, singles)
     unpaired = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.cycle_datasets]
-    cycle = CycleDrawer(unpaired, [r for g in groups for r in g], table, cfg.seed + 2) \
-        if cfg.cycle_batch and unpaired else None
+    if cfg.cycle_batch and not unpaired:
+        raise ValueError(f"cycle_batch {cfg.cycle_batch}: no training photos of {cfg.cycle_datasets} in {cfg.cache}")
+    cycle = CycleDrawer(unpaired, [r for g in groups for r in g], table, cfg.seed + 2) if cfg.cycle_batch else None
     device = device_for(cfg.device)
     encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle and cfg.cycle_code_weight else None
     net = build(cfg).to(device)
