@@ -25,8 +25,11 @@ def test_a_stopped_batch_writes_its_report(tmp_path, signum, workers):
     out, report = tmp_path / "out", tmp_path / "report.csv"
     cmd = [sys.executable, "-m", "stoic_cli", "neutralize", str(folder), "-o", str(out), "--report", str(report),
            "--device", "cpu", "--models", str(REPO / "models"), "--workers", workers]
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # then keeps it ignored: the stop under test must not depend on how the suite was launched.
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stderr:
         lines.append(line)
