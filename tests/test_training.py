@@ -267,8 +267,8 @@ def test_unpaired_photos_are_drawn_only_as_themselves():
 
 def test_cycle_drawer_edits_unpaired_photos_the_way_the_jobs_do():
     pytest.importorskip("torch")
-    from types import SimpleNamespace
     from stoic_cli.train.renderer_cycle import CycleDrawer
+    from stoic_cli.train.renderer_stage import CodeTable
 
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(30, 8)).astype(np.float32)
@@ -276,8 +276,9 @@ def test_cycle_drawer_edits_unpaired_photos_the_way_the_jobs_do():
     neutral[:, 4:] = 0  # the expression part of a neutral code
     smile = np.zeros(8, np.float32)
     smile[7] = 1
-    table = SimpleNamespace(codes=codes, flipped=codes + 100, neutral=neutral, neutral_flipped=neutral + 100,
-                            direction={"happiness": smile, "neutral": np.zeros(8, np.float32), "fear": None})
+    table = CodeTable.__new__(CodeTable)  # the table's lookups without encoding a cache
+    vars(table).update(codes=codes, flipped=codes + 100, neutral=neutral, neutral_flipped=neutral + 100,
+                       direction={"happiness": smile, "neutral": np.zeros(8, np.float32), "fear": None})
     singles = [{"row": r} for r in range(20, 30)]
     donors = [{"row": 0, "expression": "neutral"}, {"row": 1, "expression": "happiness"}]
     rows, flip, own, out = CycleDrawer(singles, donors, table, seed=0)(600)

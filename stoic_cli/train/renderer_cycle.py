@@ -38,10 +38,8 @@ class CycleDrawer:
     def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
         rows = np.array([self.singles[self.rng.integers(len(self.singles))] for _ in range(n)])
         flip = self.rng.random(n) < 0.5
-        pick = lambda table, flipped, r, f: np.where(f[:, None], flipped[r], table[r])
         t = self.table
-        own = pick(t.codes, t.flipped, rows, flip)
-        neutral = pick(t.neutral, t.neutral_flipped, rows, flip)
+        own, neutral = t.code_and_neutral(rows, flip)
         out = neutral.copy()
         for i in range(n):
             job = self.rng.choice(len(OUTWARD), p=OUTWARD_SHARES)

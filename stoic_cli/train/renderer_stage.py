@@ -201,10 +201,13 @@ class CodeTable:
         self.expression = [r["expression"] for r in labels]
         self.rng = rng
 
+    def code_and_neutral(self, rows: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The codes and neutral codes of these rows, of the mirror image where `flip`."""
+        pick = lambda table, flipped: np.where(flip[:, None], flipped[rows], table[rows])
+        return pick(self.codes, self.flipped), pick(self.neutral, self.neutral_flipped)
+
     def own_and_target(self, a: np.ndarray, b: np.ndarray, flip: np.ndarray, cfg: "RendererConfig"):
-        pick = lambda table, flipped, rows: np.where(flip[:, None], flipped[rows], table[rows])
-        za, zb = pick(self.codes, self.flipped, a), pick(self.codes, self.flipped, b)
-        na, nb = pick(self.neutral, self.neutral_flipped, a), pick(self.neutral, self.neutral_flipped, b)
+        (za, na), (zb, nb) = self.code_and_neutral(a, flip), self.code_and_neutral(b, flip)
         target = zb.copy()
         for i in range(len(a)):
             if self.expression[b[i]] == "neutral" and self.rng.random() < cfg.neutralize_fraction:
