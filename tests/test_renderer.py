@@ -120,3 +120,39 @@ def test_a_renderer_that_fills_from_the_moved_crop_exports_with_parity(shipped_m
     assert np.abs(got - expected).max() < 1e-3
     with pytest.raises(ValueError, match="fill_source"):
         R.Renderer(load_decoder(Path(shipped_models)), fill_source="photo")
+
+
+def test_a_mouth_network_starts_as_the_renderer_it_joins_and_changes_only_the_mouth_region(
+        shipped_models, crops_and_codes, tmp_path):
+    """The mouth network's last layer starts at zero, so added to a trained renderer it changes
+    nothing; once trained it changes the mask and fill inside its region only (never the
+    motion), and the ONNX file still gives PyTorch's numbers."""
+    torch = pytest.importorskip("torch")
+    from stoic_cli.runtime.onnx import OnnxModel
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.renderer_export import export_network
+    from stoic_cli.train.renderer_stage import load_decoder, load_renderer
+
+    _, crops, z, zn = crops_and_codes
+    base = load_renderer(WEIGHTS, Path(shipped_models))
+    net = R.Renderer(load_decoder(Path(shipped_models)), mouth_width=8).eval()
+    net.load_state_dict(base.trained_state(), strict=False)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    own, target = torch.from_numpy(z), torch.from_numpy(zn)
+    r0, r1, c0, c1 = R.mouth_region(R.SIZE)
+    outside = torch.ones(R.SIZE, R.SIZE, dtype=torch.bool)
+    outside[r0:r1, c0:c1] = False
+    with torch.no_grad():
+        before = base(x, own, target)
+        assert (net(x, own, target) - before).abs().max() < 2e-4
+        torch.manual_seed(0)
+        torch.nn.init.normal_(net.mouth_net.out.weight, std=0.05)
+        after = net(x, own, target)
+    change = (after - before).abs()
+    assert torch.equal(after[:, :2], before[:, :2])  # the motion is the main network's
+    assert change[..., outside].max() == 0
+    assert change[:, 2:, r0 + R.MOUTH_FADE:r1 - R.MOUTH_FADE, c0 + R.MOUTH_FADE:c1 - R.MOUTH_FADE].mean() > 0.01
+    path = export_network(net, tmp_path / "renderer.onnx")
+    decoder = OnnxModel(Path(shipped_models) / "decoder.onnx", device="cpu")
+    got = OnnxModel(path, device="cpu")(x.numpy(), decoder(z), decoder(zn))
+    assert np.abs(got - after.numpy()).max() < 1e-3

@@ -253,7 +253,8 @@ def test_a_sample_of_people_keeps_the_split_of_the_whole_set():
 
 def test_unpaired_photos_are_drawn_only_as_themselves():
     pytest.importorskip("torch")
-    from stoic_cli.train.renderer_stage import PairDrawer, RendererConfig
+    from stoic_cli.train.renderer_pairs import PairDrawer
+    from stoic_cli.train.renderer_stage import RendererConfig
 
     paired = [[{"row": 0, "expression": "neutral"}, {"row": 1, "expression": "happiness"}]]
     singles = [{"row": r, "expression": "unknown"} for r in range(10, 20)]
@@ -268,7 +269,7 @@ def test_unpaired_photos_are_drawn_only_as_themselves():
 def test_cycle_drawer_edits_unpaired_photos_the_way_the_jobs_do():
     pytest.importorskip("torch")
     from stoic_cli.train.renderer_cycle import CycleDrawer
-    from stoic_cli.train.renderer_stage import CodeTable
+    from stoic_cli.train.renderer_pairs import CodeTable
 
     rng = np.random.default_rng(0)
     codes = rng.normal(size=(30, 8)).astype(np.float32)
@@ -329,3 +330,22 @@ def test_the_cycle_loss_reaches_the_renderer_through_both_passes_unless_the_way_
     assert torch.autograd.grad(terms["cycle"], edited, allow_unused=True)[0] is None
     _, terms, _ = cycle_losses(net, None, photo, own, out, torch.ones(1, 1, R.SIZE, R.SIZE), cfg, 3)
     assert set(terms) == {"cycle"}  # no encoder, no code term
+
+
+def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path):
+    """start_from begins a run with another run's weights; train_base false then moves only the
+    mouth network's, and a mouth-only run without a mouth network is refused in one line."""
+    from stoic_cli.train.renderer_stage import train_renderer
+    cfg = dataclasses.replace(run["renderer_cfg"], run=str(tmp_path / "mouth"), steps=1, mouth_width=8,
+                              train_base=False, start_from=str(run["renderer_run"]), ema_decay=0.0,
+                              cycle_batch=0)
+    train_renderer(cfg)
+    start = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)["renderer"]
+    state = torch.load(tmp_path / "mouth" / "renderer.pt", weights_only=False)
+    assert state["step"] == 1
+    trained = state["renderer"]
+    assert all(torch.equal(trained[k], v) for k, v in start.items())
+    mouth = [k for k in trained if k.startswith("mouth_net.")]
+    assert mouth and not torch.equal(trained["mouth_net.out.weight"], torch.zeros_like(trained["mouth_net.out.weight"]))
+    with pytest.raises(ValueError, match="set mouth_width"):
+        train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "other"), mouth_width=0))

@@ -26,6 +26,10 @@ MAX_MOTION = 0.12  # largest displacement, as a fraction of the side (a wide smi
 # The mouth box (rows, cols as fractions of the aligned crop) that the critic judges.
 MOUTH_BOX = (0.55, 0.87, 0.26, 0.74)
 FILL_SOURCES = ("crop", "warped")
+# Where the mouth network works (rows, cols as fractions of the crop): the mouth box with a
+# margin, sides divisible by 8 at 256 px (rows 128-232, cols 56-200) for its three poolings.
+MOUTH_REGION = (0.5, 0.90625, 0.21875, 0.78125)
+MOUTH_FADE = 8  # pixels over which its changes fade out toward the region's edges
 
 
 def _block(cin: int, cout: int, stride: int = 1, convs: int = 2) -> nn.Sequential:
@@ -41,7 +45,7 @@ class Renderer(nn.Module):
     motion (fractions of the side, where each output pixel comes from in the crop), mask in
     0..1 (where the fill replaces the warped crop) and fill colours in [-1,1]."""
 
-    def __init__(self, decoder: nn.Module, width: int = 32, fill_source: str = "crop"):
+    def __init__(self, decoder: nn.Module, width: int = 32, fill_source: str = "crop", mouth_width: int = 0):
         super().__init__()
         if fill_source not in FILL_SOURCES:
             raise ValueError(f"fill_source must be one of {FILL_SOURCES}, got {fill_source!r}")
@@ -72,6 +76,8 @@ class Renderer(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         nn.init.constant_(self.mask.bias, -4.0)
+        # Warp-guided GANs' third network, for the mouth interior (0: none).
+        self.mouth_net = MouthNet(mouth_width) if mouth_width else None
 
     def train(self, mode: bool = True) -> "Renderer":
         super().train(mode)
@@ -104,7 +110,72 @@ class Renderer(nn.Module):
         motion = up(motion)
         source = warp(crop, motion) if self.fill_source == "warped" else crop
         fill = self.fill(torch.cat([up(self.to_fill(d1)), self.full(source)], 1))
-        return torch.cat([motion, up(mask), fill], 1)
+        mask = up(mask)
+        if self.mouth_net is not None:
+            moved = source if self.fill_source == "warped" else warp(crop, motion)
+            mask, fill = self.mouth_net.refine(crop, moved, mask, fill, up(drawn_own), up(drawn_target))
+        return torch.cat([motion, mask, fill], 1)
+
+
+class MouthNet(nn.Module):
+    """Warp-guided GANs' network for the hidden mouth interior: a U-Net over the mouth region at
+    the crop's full resolution that corrects the renderer's fill colours and mask there (lips
+    closing over teeth, teeth of a new smile). It reads the crop moved by the motion, the fill
+    and mask drawn so far and the decoder's drawings of both codes. Its last layer starts at
+    zero, so adding it to a trained renderer changes nothing until it is trained."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.enc1 = _block(3 + 3 + 1 + 3 + 3 + 3, w)  # crop, moved crop, mask, fill, two drawings
+        self.enc2 = _block(w, 2 * w, 2)
+        self.enc3 = _block(2 * w, 3 * w, 2)
+        self.enc4 = _block(3 * w, 4 * w, 2)
+        self.dec3 = _block(4 * w + 3 * w, 3 * w, convs=1)
+        self.dec2 = _block(3 * w + 2 * w, 2 * w, convs=1)
+        self.dec1 = _block(2 * w + w, w)
+        self.out = nn.Conv2d(w, 4, 3, 1, 1)  # fill colour change (3), mask change in logits (1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        e4 = self.enc4(e3)
+        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
+        d3 = self.dec3(torch.cat([up(e4), e3], 1))
+        d2 = self.dec2(torch.cat([up(d3), e2], 1))
+        d1 = self.dec1(torch.cat([up(d2), e1], 1))
+        return self.out(d1)
+
+    def refine(self, crop, moved, mask, fill, drawn_own, drawn_target):
+        """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px."""
+        size = int(crop.shape[-1])  # a constant when traced for ONNX
+        r0, r1, c0, c1 = mouth_region(size)
+        region = lambda t: t[..., r0:r1, c0:c1]
+        x = torch.cat([region(t) for t in (crop, moved, mask * 2 - 1, fill, drawn_target,
+                                           drawn_target - drawn_own)], 1)
+        change = self(x) * fade_window(r1 - r0, c1 - c0).to(x)
+        m = region(mask).clamp(1e-4, 1 - 1e-4)
+        new_mask = torch.sigmoid(torch.log(m) - torch.log(1 - m) + change[:, 3:4])
+        new_fill = (region(fill) + change[:, :3]).clamp(-1, 1)
+        # Only the region changes: outside it mask and fill stay exactly what they were.
+        pad = lambda t: F.pad(t, (c0, size - c1, r0, size - r1))
+        return mask + pad(new_mask - region(mask)), fill + pad(new_fill - region(fill))
+
+
+def mouth_region(size: int) -> tuple[int, int, int, int]:
+    """The mouth network's rows and columns (r0, r1, c0, c1) in a crop of this side."""
+    r0, r1, c0, c1 = (round(f * size) for f in MOUTH_REGION)
+    return r0, r1, c0, c1
+
+
+def fade_window(h: int, w: int, fade: int = MOUTH_FADE) -> torch.Tensor:
+    """(1,1,h,w): 1 inside, falling linearly to 0 over `fade` pixels at each edge, so changes
+    made inside a region leave no seam at its border."""
+    ramp = lambda n: ((torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float() + 0.5) / fade).clamp(max=1)
+    return (ramp(h)[:, None] * ramp(w)[None, :])[None, None]
 
 
 def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,8 @@ from stoic_cli.train.config import device_for
 from stoic_cli.train.data import load_cache
 from stoic_cli.train.renderer_cycle import CycleDrawer, cycle_losses, frozen_encoder
 from stoic_cli.train.renderer_losses import LOGGED, face_weight, losses
+from stoic_cli.train.renderer_pairs import (CodeTable, PairDrawer, crop_tensors, pair_groups,
+                                           validation_pairs)
 
 # The renderer had a second design ("coded", no decoder inside) that no shipped renderer used,
 # since removed (git history keeps it); configs and checkpoints written before then still name
@@ -80,6 +82,15 @@ class RendererConfig:
     # mask and copies what the crop holds, such as the teeth that lips should close over.
     mouth_fill_weight: float = 0.0
     fill_source: str = "crop"  # renderer_net.FILL_SOURCES: what the fill's full-resolution path reads
+    # The mouth network's width (renderer_net.MouthNet; 0: none): the fill and mask of the mouth
+    # drawn again at the crop's full resolution, where the main network sees the crop at half.
+    mouth_width: int = 0
+    # False trains the mouth network alone on a renderer that stays as it was: what it learns
+    # can change only the mouth region, so the rest of the face keeps the renderer's behaviour.
+    train_base: bool = True
+    # A run whose renderer and critic weights start this one (a fine-tune in its own folder,
+    # counting its own steps); ignored once this run has a checkpoint.
+    start_from: str = ""
     # Exported weights as an exponential moving average of the trained ones (0: the trained
     # ones): with the critic in the loop, single checkpoints swing between stronger edits and
     # kept identity from one hundred steps to the next.
@@ -107,123 +118,6 @@ class RendererConfig:
         return cls(**values)
 
 
-def encode_cache(crops: np.ndarray, models: Path, path: Path) -> np.ndarray:
-    """The shipped encoder's codes of every cached crop (read, as at inference, from the crop
-    area-averaged to the encoder's size); cached in the run folder."""
-    if path.exists():
-        return np.load(path)
-    from stoic_cli.runtime.models import to_model_input
-    from stoic_cli.face.alignment import encoder_sized
-    from stoic_cli.runtime.onnx import OnnxModel
-    enc = OnnxModel(models / "encoder.onnx", device="cpu")
-    codes = []
-    for i in range(0, len(crops), 64):
-        codes.append(enc(to_model_input(encoder_sized(crops[i:i + 64], 128))))
-    codes = np.concatenate(codes).astype(np.float32)
-    np.save(path, codes)
-    return codes
-
-
-def pair_groups(labels: list[dict], split: str, datasets: list[str]) -> list[list[int]]:
-    """Rows of one person, one view, one dataset: the photos that pair cleanly."""
-    groups: dict = {}
-    for r in labels:
-        if r["split"] == split and r["dataset"] in datasets:
-            groups.setdefault((r["dataset"], r["person"], r["view"]), []).append(r)
-    return [g for g in groups.values() if len(g) > 1]
-
-
-class PairDrawer:
-    def __init__(self, groups: list[list[dict]], cfg: RendererConfig, seed: int, singles: list[dict] | None = None):
-        self.groups, self.cfg, self.singles = groups, cfg, singles or []
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        src, dst, flip = [], [], []
-        for _ in range(n):
-            if self.singles and self.rng.random() < self.cfg.identity_share:
-                a = b = self.singles[self.rng.integers(len(self.singles))]
-                src.append(a["row"])
-                dst.append(b["row"])
-                flip.append(self.rng.random() < 0.5)
-                continue
-            g = self.groups[self.rng.integers(len(self.groups))]
-            a = g[self.rng.integers(len(g))]
-            u = self.rng.random()
-            if u < self.cfg.identity_fraction:
-                b = a
-            else:
-                neutral = [r for r in g if r["expression"] == "neutral"]
-                if neutral and u < self.cfg.identity_fraction + self.cfg.neutral_fraction:
-                    b = neutral[self.rng.integers(len(neutral))]
-                    if self.rng.random() < 0.5:
-                        a, b = b, a
-                else:
-                    b = g[self.rng.integers(len(g))]
-            src.append(a["row"])
-            dst.append(b["row"])
-            flip.append(self.rng.random() < 0.5)
-        return np.array(src), np.array(dst), np.array(flip)
-
-
-def _images(crops: np.ndarray, rows: np.ndarray, flip: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(crops[rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    if flip.any():
-        x[flip] = x[flip].flip(3)
-    return x
-
-
-# dataset labels -> attributes.json's expression directions
-ATTRIBUTE_OF = {"happiness": "smile", "surprise": "surprise", "sadness": "sad", "anger": "angry",
-                "disgust": "disgust", "fear": "fear"}
-
-
-class CodeTable:
-    """Each cached crop's code and neutral code (and their mirror images'), and the expression
-    directions, for building target codes the way each job does."""
-
-    def __init__(self, crops: np.ndarray, labels: list[dict], models: Path, run: Path, rng):
-        from stoic_cli.edit.latent import neutral_codes
-        from stoic_cli.runtime.onnx import OnnxModel
-        from stoic_cli.runtime.settings import ModelSettings, read_attributes
-        self.codes = encode_cache(crops, models, run / "codes.npy")
-        self.flipped = encode_cache(crops[:, :, ::-1], models, run / "codes_flipped.npy")
-        ntr = OnnxModel(models / "neutralizer.onnx", device="cpu")
-        # neutral codes as the jobs make them
-        self.expression_dims = split = ModelSettings.read(models / "stoic.json").expression_dims
-        self.neutral = neutral_codes(self.codes, ntr(self.codes), split)
-        self.neutral_flipped = neutral_codes(self.flipped, ntr(self.flipped), split)
-        path = models / "attributes.json"  # without it, edit-style targets fall back to the photo's code
-        table = read_attributes(path) if path.exists() else {}
-        dim = self.codes.shape[1]
-        self.direction = {e: table[a].direction if a in table else None for e, a in ATTRIBUTE_OF.items()}
-        self.direction["neutral"] = np.zeros(dim, np.float32)
-        self.expression = [r["expression"] for r in labels]
-        self.rng = rng
-
-    def code_and_neutral(self, rows: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The codes and neutral codes of these rows, of the mirror image where `flip`."""
-        pick = lambda table, flipped: np.where(flip[:, None], flipped[rows], table[rows])
-        return pick(self.codes, self.flipped), pick(self.neutral, self.neutral_flipped)
-
-    def own_and_target(self, a: np.ndarray, b: np.ndarray, flip: np.ndarray, cfg: "RendererConfig"):
-        (za, na), (zb, nb) = self.code_and_neutral(a, flip), self.code_and_neutral(b, flip)
-        target = zb.copy()
-        for i in range(len(a)):
-            if self.expression[b[i]] == "neutral" and self.rng.random() < cfg.neutralize_fraction:
-                target[i] = na[i]  # neutralize's own code; a neutral photo must come back unchanged
-                continue
-            u = self.rng.random()
-            if u < cfg.transfer_fraction:
-                target[i] = na[i] + zb[i] - nb[i]
-            elif u < cfg.transfer_fraction + cfg.edit_fraction:
-                da = self.direction.get(self.expression[a[i]])
-                db = self.direction.get(self.expression[b[i]])
-                if da is not None and db is not None:
-                    target[i] = za[i] + db - da
-        return torch.from_numpy(za.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
-
-
 def load_decoder(models: Path):
     from stoic_cli.train.export import import_onnx_vae
     _, dec = import_onnx_vae(models)
@@ -231,7 +125,8 @@ def load_decoder(models: Path):
 
 
 def build(cfg: RendererConfig) -> R.Renderer:
-    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width, fill_source=cfg.fill_source)
+    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width, fill_source=cfg.fill_source,
+                      mouth_width=cfg.mouth_width)
 
 
 def run_config(run: Path, state: dict | None = None) -> RendererConfig:
@@ -264,7 +159,7 @@ def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
             b = np.array([p[1] for p in pairs[i:i + 8]])
             no = np.zeros(len(a), bool)
             dev = weight.device
-            crop, real = _images(crops, a, no).to(dev), _images(crops, b, no).to(dev)
+            crop, real = crop_tensors(crops, a, no).to(dev), crop_tensors(crops, b, no).to(dev)
             packed = net(crop, torch.from_numpy(codes[a]).to(dev), torch.from_numpy(codes[b]).to(dev))
             out, _ = R.compose(crop, packed)
             l1.append((((out - real).abs() * weight).mean((1, 2, 3)) / weight.mean()).cpu().numpy())
@@ -273,21 +168,6 @@ def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
     net.train()
     return {"val_l1": float(np.concatenate(l1).mean()), "val_mouth_l1": float(np.concatenate(mouth_l1).mean()),
             "val_mask": float(np.concatenate(mask_mean).mean())}
-
-
-def validation_pairs(groups: list[list[dict]], seed: int = 7, per_group: int = 6) -> list[tuple[int, int]]:
-    """Fixed expressive -> neutral and neutral -> expressive pairs of validation people."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for g in groups:
-        neutral = [r["row"] for r in g if r["expression"] == "neutral"]
-        other = [r["row"] for r in g if r["expression"] != "neutral"]
-        if not neutral or not other:
-            continue
-        for _ in range(per_group // 2):
-            n, e = neutral[rng.integers(len(neutral))], other[rng.integers(len(other))]
-            out += [(e, n), (n, e)]
-    return out
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
@@ -313,11 +193,20 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle and cfg.cycle_code_weight else None
     net = build(cfg).to(device)
     critic = R.MouthCritic().to(device)
+    ckpt = run / "renderer.pt"
+    if cfg.start_from and not ckpt.exists():
+        begin = torch.load(Path(cfg.start_from) / "renderer.pt", map_location=device, weights_only=False)
+        net.load_state_dict(_without_decoder(begin["renderer"]), strict=False)
+        critic.load_state_dict(begin["critic"])
+    if not cfg.train_base:
+        if net.mouth_net is None:
+            raise ValueError("train_base false trains only the mouth network: set mouth_width")
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.startswith("mouth_net."))
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.critic_lr, betas=(0.5, 0.999))
     step = 0
-    ckpt = run / "renderer.pt"
     state = None
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
@@ -336,8 +225,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
             cycle.rng = np.random.default_rng(cfg.seed + 2 + step)
     average = None
     if cfg.ema_decay:
-        start_from = state["renderer"] if state and "renderer_live" in state else net.trained_state()
-        average = {k: v.detach().to(device).clone() for k, v in _without_decoder(start_from).items()}
+        averaged = state["renderer"] if state and "renderer_live" in state else net.trained_state()
+        average = {k: v.detach().to(device).clone() for k, v in _without_decoder(averaged).items()}
         shown = build(cfg).to(device)  # the averaged weights, for validation
 
     def save():
@@ -352,13 +241,13 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     net.train()
     while step < cfg.steps:
         a, b, flip = draw(cfg.batch_size)
-        crop, real = _images(crops, a, flip).to(device), _images(crops, b, flip).to(device)
+        crop, real = crop_tensors(crops, a, flip).to(device), crop_tensors(crops, b, flip).to(device)
         own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
         total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
         if cycle:
             rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
-            photo = _images(crops, rows, flipped).to(device)
+            photo = crop_tensors(crops, rows, flipped).to(device)
             cycled, cycle_terms, _ = cycle_losses(net, encoder, photo, own_c.to(device), outward.to(device),
                                                        weight, cfg, table.expression_dims)
             # The critic stays out: with the unedited photos as its real ones, the least edit wins.
