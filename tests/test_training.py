@@ -338,7 +338,7 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     from stoic_cli.train.renderer_stage import train_renderer
     cfg = dataclasses.replace(run["renderer_cfg"], run=str(tmp_path / "mouth"), steps=1, mouth_width=8,
                               train_base=False, start_from=str(run["renderer_run"]), ema_decay=0.0,
-                              cycle_batch=0)
+                              cycle_batch=0, critic_condition=True, gan_start=0)
     train_renderer(cfg)
     start = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)["renderer"]
     state = torch.load(tmp_path / "mouth" / "renderer.pt", weights_only=False)
@@ -347,5 +347,8 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     assert all(torch.equal(trained[k], v) for k, v in start.items())
     mouth = [k for k in trained if k.startswith("mouth_net.")]
     assert mouth and not torch.equal(trained["mouth_net.out.weight"], torch.zeros_like(trained["mouth_net.out.weight"]))
+    # a conditioned critic (mouth and the target code's drawing of it) is a new one, not the start's
+    assert state["critic"]["layers.0.0.weight"].shape[1] == 6
+    assert float(read_log(tmp_path / "mouth" / "renderer_log.csv")[0]["gan"]) > 0
     with pytest.raises(ValueError, match="set mouth_width"):
         train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "other"), mouth_width=0))

@@ -43,7 +43,9 @@ def mouth_fill_l1(fill: torch.Tensor, warped: torch.Tensor, real: torch.Tensor, 
     return ((fill - real).abs() * weight * box * misses).mean() / (weight * box).mean()
 
 
-def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool):
+def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, drawn_target=None):
+    """The renderer's total loss, its terms and its output; `drawn_target` (the decoder's drawing
+    of the target code) only for a conditioned critic."""
     packed = net(crop, own, target)
     out, warped = R.compose(crop, packed)
     mask = packed[:, 2:3]
@@ -62,7 +64,7 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool)
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
-        fake_m, real_m = R.mouth(out), R.mouth(real)
+        fake_m, real_m = R.critic_view(out, drawn_target), R.critic_view(real, drawn_target)
         terms["gan"] = ((critic(fake_m) - 1) ** 2).mean()
         feats_f, feats_r = critic.features(fake_m), critic.features(real_m)
         terms["feature"] = sum((f - r.detach()).abs().mean() for f, r in zip(feats_f, feats_r)) / len(feats_f)

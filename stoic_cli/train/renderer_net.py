@@ -220,11 +220,14 @@ class MouthCritic(nn.Module):
     """LSGAN patch critic of the mouth box at 256 px; its feature maps serve as the learned
     perceptual loss (no pretrained VGG exists offline)."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, conditioned: bool = False):
         super().__init__()
         w = width
+        # Conditioned, it reads the mouth beside the decoder's drawing of the target code there
+        # (pix2pix's paired critic): a real mouth must also be the expression the code asks for.
+        self.conditioned = conditioned
         self.layers = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
+            nn.Sequential(nn.Conv2d(6 if conditioned else 3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
             nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
             nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
         ])
@@ -239,6 +242,15 @@ class MouthCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(x)[-1])
+
+
+def critic_view(images: torch.Tensor, drawn_target: torch.Tensor | None) -> torch.Tensor:
+    """What the critic judges: the mouth box of the crops, beside the same box of the target
+    code's drawing (half size, enlarged) when the critic is conditioned."""
+    if drawn_target is None:
+        return mouth(images)
+    drawn = F.interpolate(drawn_target, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([mouth(images), mouth(drawn)], 1)
 
 
 def total_variation(t: torch.Tensor) -> torch.Tensor:

@@ -72,6 +72,9 @@ class RendererConfig:
     ssim_weight: float = 0.5
     warp_weight: float = 0.5
     gan_weight: float = 0.05
+    # The critic also reads the target code's drawing of the mouth (R.MouthCritic): unconditioned,
+    # a smile's teeth look as real as closed lips, whatever the code asked for.
+    critic_condition: bool = False
     feature_weight: float = 1.0
     # L1 of the fill colours themselves to the target photo outside the mouth box: the mask's
     # gradient alone leaves the fill arbitrary where the mask is faint, and faint masks over the
@@ -192,12 +195,13 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     device = device_for(cfg.device)
     encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle and cfg.cycle_code_weight else None
     net = build(cfg).to(device)
-    critic = R.MouthCritic().to(device)
+    critic = R.MouthCritic(conditioned=cfg.critic_condition).to(device)
     ckpt = run / "renderer.pt"
     if cfg.start_from and not ckpt.exists():
         begin = torch.load(Path(cfg.start_from) / "renderer.pt", map_location=device, weights_only=False)
         net.load_state_dict(_without_decoder(begin["renderer"]), strict=False)
-        critic.load_state_dict(begin["critic"])
+        if begin["config"].get("critic_condition", False) == cfg.critic_condition:
+            critic.load_state_dict(begin["critic"])  # otherwise its first layer differs: a new critic
     if not cfg.train_base:
         if net.mouth_net is None:
             raise ValueError("train_base false trains only the mouth network: set mouth_width")
@@ -244,7 +248,11 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         crop, real = crop_tensors(crops, a, flip).to(device), crop_tensors(crops, b, flip).to(device)
         own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
-        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
+        drawn = None
+        if cfg.critic_condition:
+            with torch.no_grad():
+                drawn = net.decoder(target)
+        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial, drawn)
         if cycle:
             rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
             photo = crop_tensors(crops, rows, flipped).to(device)
@@ -262,7 +270,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
                     if v.is_floating_point():
                         average[k].mul_(cfg.ema_decay).add_(v, alpha=1 - cfg.ema_decay)
         if cfg.gan_weight > 0:
-            d_real, d_fake = critic(R.mouth(real)), critic(R.mouth(out.detach()))
+            d_real, d_fake = critic(R.critic_view(real, drawn)), critic(R.critic_view(out.detach(), drawn))
             d_loss = ((d_real - 1) ** 2).mean() + (d_fake ** 2).mean()
             opt_d.zero_grad()
             d_loss.backward()
