@@ -156,3 +156,24 @@ def test_a_mouth_network_starts_as_the_renderer_it_joins_and_changes_only_the_mo
     decoder = OnnxModel(Path(shipped_models) / "decoder.onnx", device="cpu")
     got = OnnxModel(path, device="cpu")(x.numpy(), decoder(z), decoder(zn))
     assert np.abs(got - after.numpy()).max() < 1e-3
+
+
+def test_the_coarse_warp_loss_reaches_motion_that_the_full_size_warp_cannot_see():
+    """Bilinear sampling's gradient reaches one pixel: where the crop is flat for a dozen pixels
+    the full-size warp loss says nothing to the motion, the halved copies do."""
+    torch = pytest.importorskip("torch")
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.losses import weighted_l1
+    from stoic_cli.train.renderer_losses import coarse_warp_l1
+
+    crop = torch.zeros(1, 3, R.SIZE, R.SIZE)
+    crop[..., 128:] = 1.0  # a vertical edge
+    real = torch.zeros_like(crop)
+    real[..., 116:] = 1.0  # the same edge 12 px to the left
+    weight = torch.ones(1, 1, R.SIZE, R.SIZE)
+    grads = []
+    for loss_of in (lambda m: weighted_l1(R.warp(crop, m), real, weight), lambda m: coarse_warp_l1(crop, m, real, weight)):
+        motion = torch.zeros(1, 2, R.SIZE, R.SIZE, requires_grad=True)
+        loss_of(motion).backward()
+        grads.append(motion.grad[0, 0, :, 116:124].abs().sum())  # 4 - 12 px left of the crop's edge
+    assert grads[0] == 0 and grads[1] > 0

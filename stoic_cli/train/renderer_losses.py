@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stoic_cli.train import renderer_net as R
 from stoic_cli.train.losses import ssim_loss, weighted_l1
@@ -43,10 +44,26 @@ def mouth_fill_l1(fill: torch.Tensor, warped: torch.Tensor, real: torch.Tensor, 
     return ((fill - real).abs() * weight * box * misses).mean() / (weight * box).mean()
 
 
+# Halvings of the crop at which the warp is also judged (64, 32 and 16 px): bilinear sampling's
+# gradient reaches one pixel, so at 256 px the motion cannot find lips a dozen pixels away to
+# pull over the teeth; on the halved images the same motion reads, and learns from, farther.
+COARSE_LEVELS = (2, 3, 4)
+
+
+def coarse_warp_l1(crop: torch.Tensor, motion: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted L1 of the crop moved by `motion` to the target, on average-pooled copies of
+    crop, motion and target (the motion is in fractions of the side, the same at any size),
+    averaged over COARSE_LEVELS."""
+    pool = lambda t, k: F.avg_pool2d(t, 2 ** k)
+    return sum(weighted_l1(R.warp(pool(crop, k), pool(motion, k)), pool(real, k), pool(weight, k))
+               for k in COARSE_LEVELS) / len(COARSE_LEVELS)
+
+
 def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, drawn_target=None):
     """The renderer's total loss, its terms and its output; `drawn_target` (the decoder's drawing
     of the target code) only for a conditioned critic."""
     packed = net(crop, own, target)
+    zero = packed.new_zeros(())
     out, warped = R.compose(crop, packed)
     mask = packed[:, 2:3]
     terms = {
@@ -56,10 +73,12 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
         "mask": mask.mean(),
         "fill": weighted_l1(packed[:, 3:6], real, weight * outside_mouth(weight.shape[-1]).to(weight.device)),
         "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
+        "coarse_warp": coarse_warp_l1(crop, packed[:, 0:2], real, weight) if cfg.coarse_warp_weight else zero,
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
+             + cfg.coarse_warp_weight * terms["coarse_warp"]
              + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
@@ -72,4 +91,5 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
     return total, terms, out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "cycle", "cycle_code")
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "coarse_warp", "cycle",
+          "cycle_code")

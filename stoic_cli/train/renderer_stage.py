@@ -71,6 +71,9 @@ class RendererConfig:
     neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
     ssim_weight: float = 0.5
     warp_weight: float = 0.5
+    # The same L1 of the warp alone on halved copies (renderer_losses.COARSE_LEVELS): a signal
+    # for motion that must reach farther than a pixel, such as lips closing over teeth.
+    coarse_warp_weight: float = 0.0
     gan_weight: float = 0.05
     # The critic also reads the target code's drawing of the mouth (R.MouthCritic): unconditioned,
     # a smile's teeth look as real as closed lips, whatever the code asked for.
