@@ -177,3 +177,17 @@ def test_the_coarse_warp_loss_reaches_motion_that_the_full_size_warp_cannot_see(
         loss_of(motion).backward()
         grads.append(motion.grad[0, 0, :, 116:124].abs().sum())  # 4 - 12 px left of the crop's edge
     assert grads[0] == 0 and grads[1] > 0
+
+
+def test_the_detail_loss_prices_a_blurred_mouth_and_not_the_real_one(crops_and_codes):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    from stoic_cli.train.renderer_losses import mouth_detail_l1
+
+    _, crops, _, _ = crops_and_codes
+    real = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    blurred = F.avg_pool2d(F.pad(real, (2, 2, 2, 2), mode="replicate"), 5, 1)
+    assert mouth_detail_l1(real, real) == 0
+    assert mouth_detail_l1(blurred, real) > 0.01
+    sharpened = real + (real - blurred)  # too much detail costs too
+    assert mouth_detail_l1(sharpened, real) > 0.01

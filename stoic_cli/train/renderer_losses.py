@@ -59,6 +59,23 @@ def coarse_warp_l1(crop: torch.Tensor, motion: torch.Tensor, real: torch.Tensor,
                for k in COARSE_LEVELS) / len(COARSE_LEVELS)
 
 
+DETAIL_CELL = 16  # pixels of the cells over which the mouth's fine detail is compared
+
+
+def detail_energy(images: torch.Tensor) -> torch.Tensor:
+    """How much fine detail (|Laplacian| of the grey image) each DETAIL_CELL cell holds."""
+    grey = images.mean(1, keepdim=True)
+    kernel = grey.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    return F.avg_pool2d(F.conv2d(grey, kernel, padding=1).abs(), DETAIL_CELL, ceil_mode=True)
+
+
+def mouth_detail_l1(out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """L1 between the mouth box's detail per cell in the output and in the target: a fill drawn
+    as a smooth average of the possible mouths holds less detail than any real one. Cells, not
+    pixels, so a lip line a few pixels off still counts."""
+    return (detail_energy(R.mouth(out)) - detail_energy(R.mouth(real))).abs().mean()
+
+
 def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, drawn_target=None):
     """The renderer's total loss, its terms and its output; `drawn_target` (the decoder's drawing
     of the target code) only for a conditioned critic."""
@@ -73,12 +90,13 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
         "mask": mask.mean(),
         "fill": weighted_l1(packed[:, 3:6], real, weight * outside_mouth(weight.shape[-1]).to(weight.device)),
         "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
+        "detail": mouth_detail_l1(out, real) if cfg.detail_weight else zero,
         "coarse_warp": coarse_warp_l1(crop, packed[:, 0:2], real, weight) if cfg.coarse_warp_weight else zero,
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + cfg.coarse_warp_weight * terms["coarse_warp"]
+             + cfg.coarse_warp_weight * terms["coarse_warp"] + cfg.detail_weight * terms["detail"]
              + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
@@ -91,5 +109,5 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
     return total, terms, out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "coarse_warp", "cycle",
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "coarse_warp", "detail", "cycle",
           "cycle_code")

@@ -87,6 +87,9 @@ class RendererConfig:
     # (weighted by the warp's own error there): otherwise the fill learns only through a faint
     # mask and copies what the crop holds, such as the teeth that lips should close over.
     mouth_fill_weight: float = 0.0
+    # L1 of the mouth box's fine detail per cell to the target's (renderer_losses.mouth_detail_l1):
+    # L1 and SSIM are met best by a blurred average of the mouths the pair could have shown.
+    detail_weight: float = 0.0
     fill_source: str = "crop"  # renderer_net.FILL_SOURCES: what the fill's full-resolution path reads
     # The mouth network's width (renderer_net.MouthNet; 0: none): the fill and mask of the mouth
     # drawn again at the crop's full resolution, where the main network sees the crop at half.
