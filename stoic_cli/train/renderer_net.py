@@ -40,6 +40,23 @@ def _block(cin: int, cout: int, stride: int = 1, convs: int = 2) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+def _twice(t: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def _unet(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last decoder features of a four-level U-Net held as net.enc1 .. enc4, an optional
+    net.mid and net.dec3 .. dec1 (the Renderer's and the MouthNet's layout)."""
+    e1 = net.enc1(x)
+    e2 = net.enc2(e1)
+    e3 = net.enc3(e2)
+    e4 = net.enc4(e3)
+    m = net.mid(e4) if getattr(net, "mid", None) is not None else e4
+    d3 = net.dec3(torch.cat([_twice(m), e3], 1))
+    d2 = net.dec2(torch.cat([_twice(d3), e2], 1))
+    return net.dec1(torch.cat([_twice(d2), e1], 1))
+
+
 class Renderer(nn.Module):
     """(crop (N,3,256,256) in [-1,1], own code (N,D), target code (N,D)) -> (N,6,256,256):
     motion (fractions of the side, where each output pixel comes from in the crop), mask in
@@ -96,24 +113,14 @@ class Renderer(nn.Module):
         the decoder ships once, in decoder.onnx)."""
         half = F.avg_pool2d(crop, 2)
         x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
-        e1 = self.enc1(x)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        e4 = self.enc4(e3)
-        m = self.mid(e4)
-        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
-        d3 = self.dec3(torch.cat([up(m), e3], 1))
-        d2 = self.dec2(torch.cat([up(d3), e2], 1))
-        d1 = self.dec1(torch.cat([up(d2), e1], 1))
-        motion = MAX_MOTION * torch.tanh(self.motion(d1))
-        mask = torch.sigmoid(self.mask(d1))
-        motion = up(motion)
+        d1 = _unet(self, x)
+        motion = _twice(MAX_MOTION * torch.tanh(self.motion(d1)))
+        mask = _twice(torch.sigmoid(self.mask(d1)))
         source = warp(crop, motion) if self.fill_source == "warped" else crop
-        fill = self.fill(torch.cat([up(self.to_fill(d1)), self.full(source)], 1))
-        mask = up(mask)
+        fill = self.fill(torch.cat([_twice(self.to_fill(d1)), self.full(source)], 1))
         if self.mouth_net is not None:
             moved = source if self.fill_source == "warped" else warp(crop, motion)
-            mask, fill = self.mouth_net.refine(crop, moved, mask, fill, up(drawn_own), up(drawn_target))
+            mask, fill = self.mouth_net.refine(crop, moved, mask, fill, _twice(drawn_own), _twice(drawn_target))
         return torch.cat([motion, mask, fill], 1)
 
 
@@ -139,15 +146,7 @@ class MouthNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        e4 = self.enc4(e3)
-        up = lambda t: F.interpolate(t, scale_factor=2.0, mode="bilinear", align_corners=False)
-        d3 = self.dec3(torch.cat([up(e4), e3], 1))
-        d2 = self.dec2(torch.cat([up(d3), e2], 1))
-        d1 = self.dec1(torch.cat([up(d2), e1], 1))
-        return self.out(d1)
+        return self.out(_unet(self, x))
 
     def refine(self, crop, moved, mask, fill, drawn_own, drawn_target):
         """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px."""
