@@ -172,7 +172,8 @@ def test_the_coarse_warp_loss_reaches_motion_that_the_full_size_warp_cannot_see(
     real[..., 116:] = 1.0  # the same edge 12 px to the left
     weight = torch.ones(1, 1, R.SIZE, R.SIZE)
     grads = []
-    for loss_of in (lambda m: weighted_l1(R.warp(crop, m), real, weight), lambda m: coarse_warp_l1(crop, m, real, weight)):
+    full_size = lambda m: weighted_l1(R.warp(crop, m), real, weight)
+    for loss_of in (full_size, lambda m: coarse_warp_l1(crop, m, real, weight)):
         motion = torch.zeros(1, 2, R.SIZE, R.SIZE, requires_grad=True)
         loss_of(motion).backward()
         grads.append(motion.grad[0, 0, :, 116:124].abs().sum())  # 4 - 12 px left of the crop's edge

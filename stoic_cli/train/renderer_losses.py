@@ -109,5 +109,5 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
     return total, terms, out
 
 
-LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill", "coarse_warp", "detail", "cycle",
-          "cycle_code")
+LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill",
+          "coarse_warp", "detail", "cycle", "cycle_code")
