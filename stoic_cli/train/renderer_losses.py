@@ -76,9 +76,9 @@ def mouth_detail_l1(out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return (detail_energy(R.mouth(out)) - detail_energy(R.mouth(real))).abs().mean()
 
 
-def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, drawn_target=None):
-    """The renderer's total loss, its terms and its output; `drawn_target` (the decoder's drawing
-    of the target code) only for a conditioned critic."""
+def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, condition=None):
+    """The renderer's total loss, its terms and its output; `condition` (R.drawn_mouth of the
+    target code's drawing) only for a conditioned critic."""
     packed = net(crop, own, target)
     zero = packed.new_zeros(())
     out, warped = R.compose(crop, packed)
@@ -101,7 +101,7 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
     if adversarial:
-        fake_m, real_m = R.critic_view(out, drawn_target), R.critic_view(real, drawn_target)
+        fake_m, real_m = R.critic_view(out, condition), R.critic_view(real, condition)
         terms["gan"] = ((critic(fake_m) - 1) ** 2).mean()
         feats_f, feats_r = critic.features(fake_m), critic.features(real_m)
         terms["feature"] = sum((f - r.detach()).abs().mean() for f, r in zip(feats_f, feats_r)) / len(feats_f)

@@ -166,7 +166,11 @@ class MouthNet(nn.Module):
 
 def mouth_region(size: int) -> tuple[int, int, int, int]:
     """The mouth network's rows and columns (r0, r1, c0, c1) in a crop of this side."""
-    r0, r1, c0, c1 = (round(f * size) for f in MOUTH_REGION)
+    return _in_pixels(MOUTH_REGION, size)
+
+
+def _in_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
+    r0, r1, c0, c1 = (round(f * size) for f in box)
     return r0, r1, c0, c1
 
 
@@ -197,8 +201,7 @@ def compose(crop: torch.Tensor, packed: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def mouth_box(size: int) -> tuple[int, int, int, int]:
     """The mouth box's rows and columns (r0, r1, c0, c1) in a crop of this side."""
-    r0, r1, c0, c1 = (round(f * size) for f in MOUTH_BOX)
-    return r0, r1, c0, c1
+    return _in_pixels(MOUTH_BOX, size)
 
 
 def mouth_map(size: int, outside: float, inside: float) -> torch.Tensor:
@@ -224,7 +227,6 @@ class MouthCritic(nn.Module):
         w = width
         # Conditioned, it reads the mouth beside the decoder's drawing of the target code there
         # (pix2pix's paired critic): a real mouth must also be the expression the code asks for.
-        self.conditioned = conditioned
         self.layers = nn.ModuleList([
             nn.Sequential(nn.Conv2d(6 if conditioned else 3, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
             nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)),
@@ -243,13 +245,16 @@ class MouthCritic(nn.Module):
         return self.out(self.features(x)[-1])
 
 
-def critic_view(images: torch.Tensor, drawn_target: torch.Tensor | None) -> torch.Tensor:
-    """What the critic judges: the mouth box of the crops, beside the same box of the target
-    code's drawing (half size, enlarged) when the critic is conditioned."""
-    if drawn_target is None:
-        return mouth(images)
-    drawn = F.interpolate(drawn_target, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat([mouth(images), mouth(drawn)], 1)
+def drawn_mouth(drawn_target: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """The mouth box of the target code's drawing (half size), enlarged to crops of this side:
+    what a conditioned critic reads beside each mouth."""
+    return mouth(F.interpolate(drawn_target, size=(size, size), mode="bilinear", align_corners=False))
+
+
+def critic_view(images: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """What the critic judges: the mouth box of the crops, beside `condition` (drawn_mouth)
+    when the critic is conditioned."""
+    return mouth(images) if condition is None else torch.cat([mouth(images), condition], 1)
 
 
 def total_variation(t: torch.Tensor) -> torch.Tensor:

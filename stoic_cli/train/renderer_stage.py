@@ -254,11 +254,11 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         crop, real = crop_tensors(crops, a, flip).to(device), crop_tensors(crops, b, flip).to(device)
         own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
-        drawn = None
+        condition = None
         if cfg.critic_condition:
             with torch.no_grad():
-                drawn = net.decoder(target)
-        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial, drawn)
+                condition = R.drawn_mouth(net.decoder(target))
+        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial, condition)
         if cycle:
             rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
             photo = crop_tensors(crops, rows, flipped).to(device)
@@ -276,7 +276,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
                     if v.is_floating_point():
                         average[k].mul_(cfg.ema_decay).add_(v, alpha=1 - cfg.ema_decay)
         if cfg.gan_weight > 0:
-            d_real, d_fake = critic(R.critic_view(real, drawn)), critic(R.critic_view(out.detach(), drawn))
+            d_real, d_fake = critic(R.critic_view(real, condition)), critic(R.critic_view(out.detach(), condition))
             d_loss = ((d_real - 1) ** 2).mean() + (d_fake ** 2).mean()
             opt_d.zero_grad()
             d_loss.backward()
