@@ -355,3 +355,13 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     assert float(read_log(tmp_path / "mouth" / "renderer_log.csv")[0]["gan"]) > 0
     with pytest.raises(ValueError, match="set mouth_width"):
         train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "other"), mouth_width=0))
+    # The shipped checkpoint in models/training_logs keeps the renderer's weights alone: a run
+    # starting from it trains a new critic beside them.
+    full = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)
+    (tmp_path / "slim").mkdir()
+    torch.save({k: full[k] for k in ("renderer", "config", "step")}, tmp_path / "slim" / "renderer.pt")
+    train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "from_slim"), start_from=str(tmp_path / "slim"),
+                                       critic_condition=False))
+    seeded = torch.load(tmp_path / "from_slim" / "renderer.pt", weights_only=False)
+    assert all(torch.equal(seeded["renderer"][k], v) for k, v in start.items())
+    assert not torch.equal(seeded["critic"]["layers.0.0.weight"], full["critic"]["layers.0.0.weight"])

@@ -206,8 +206,10 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     if cfg.start_from and not ckpt.exists():
         begin = torch.load(Path(cfg.start_from) / "renderer.pt", map_location=device, weights_only=False)
         net.load_state_dict(_without_decoder(begin["renderer"]), strict=False)
-        if begin["config"].get("critic_condition", False) == cfg.critic_condition:
-            critic.load_state_dict(begin["critic"])  # otherwise its first layer differs: a new critic
+        # A new critic when the first layer differs, or when the start is a slim checkpoint
+        # (the shipped one in models/training_logs keeps only the renderer's weights).
+        if "critic" in begin and begin["config"].get("critic_condition", False) == cfg.critic_condition:
+            critic.load_state_dict(begin["critic"])
     if not cfg.train_base:
         if net.mouth_net is None:
             raise ValueError("train_base false trains only the mouth network: set mouth_width")
