@@ -192,3 +192,31 @@ def test_the_detail_loss_prices_a_blurred_mouth_and_not_the_real_one(crops_and_c
     assert mouth_detail_l1(blurred, real) > 0.01
     sharpened = real + (real - blurred)  # too much detail costs too
     assert mouth_detail_l1(sharpened, real) > 0.01
+
+
+def test_the_pairs_own_flow_is_where_the_target_came_from_and_is_trusted_where_it_explains_it(crops_and_codes):
+    """A target that is its source moved 4 px to the right: the flow says each target pixel came
+    from 4 px to its left, moving the source by it gives the target back, and where the target
+    holds something the source never had (a patch painted over) the flow is not trusted."""
+    torch = pytest.importorskip("torch")
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.renderer_losses import motion_l1, true_motion
+
+    _, crops, _, _ = crops_and_codes
+    source = torch.from_numpy(crops[:1]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    real = source.roll(4, dims=3)
+    real[..., 150:180, 100:140] = 1.0  # white, in none of the source
+    flow, trust = true_motion(source, real)
+    inner = (slice(None), slice(None), slice(40, 120), slice(40, 216))
+    assert abs(float(flow[:, 0][inner[0], inner[2], inner[3]].median()) * R.SIZE + 4) < 0.5
+    assert float(flow[:, 1][inner[0], inner[2], inner[3]].abs().median()) * R.SIZE < 0.5
+    assert float((R.warp(source, flow) - real)[inner].abs().mean()) < 0.05
+    assert float(trust[inner].mean()) > 0.5 and float(trust[..., 155:175, 105:135].mean()) < 0.2
+
+    weight = torch.ones(1, 1, R.SIZE, R.SIZE)
+    motion = torch.zeros(1, 2, R.SIZE, R.SIZE, requires_grad=True)
+    loss = motion_l1(motion, flow, trust, weight)
+    assert 1.0 < float(loss) < 4.5  # about the 4 px the zero motion misses by, where trusted
+    loss.backward()
+    assert float(motion.grad[0, 0][40:120, 40:216].mean()) > 0  # descent moves it toward the flow's -4 px
+    assert float(motion_l1(flow, flow, trust, weight)) == 0

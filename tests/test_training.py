@@ -72,7 +72,7 @@ def run(tmp_path_factory):
     rcfg = RendererConfig(cache=str(cache256), models=str(models), run=str(run_r), steps=2, batch_size=2,
                           checkpoint_every=2, log_every=1, threads=1, gan_start=1, fill_source="warped",
                           mouth_fill_weight=1.0, ema_decay=0.5, cycle_datasets=["jaffe"], cycle_batch=1,
-                          coarse_warp_weight=1.0, detail_weight=1.0)
+                          coarse_warp_weight=1.0, detail_weight=1.0, flow_weight=0.1)
     train_renderer(rcfg)
     facts["renderer_step_first"] = torch.load(run_r / "renderer.pt", weights_only=False)["step"]
     train_renderer(dataclasses.replace(rcfg, steps=3))  # resumes from step 2
@@ -204,8 +204,8 @@ def test_renderer_log_checkpoint_and_resume(run):
     assert [int(r["step"]) for r in rows] == [1, 2, 3]  # the second call resumed at step 2
     assert run["renderer_step_first"] == 2
     assert_numeric(rows, ["l1", "ssim", "warp", "mask", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill",
-                          "coarse_warp", "detail"])
-    assert float(rows[0]["coarse_warp"]) > 0 and float(rows[0]["detail"]) > 0
+                          "coarse_warp", "flow", "detail"])
+    assert float(rows[0]["coarse_warp"]) > 0 and float(rows[0]["detail"]) > 0 and float(rows[0]["flow"]) > 0
     assert float(rows[0]["gan"]) == 0 and float(rows[1]["gan"]) > 0  # the critic joins at gan_start
     state = torch.load(run["renderer_run"] / "renderer.pt", weights_only=False)
     assert state["step"] == 3 and not any(k.startswith("decoder.") for k in state["renderer"])

@@ -59,6 +59,34 @@ def coarse_warp_l1(crop: torch.Tensor, motion: torch.Tensor, real: torch.Tensor,
                for k in COARSE_LEVELS) / len(COARSE_LEVELS)
 
 
+# The optical flow's own error (grey levels over 127.5, after moving the source by it) at
+# which a pixel's flow is trusted 1/e: where teeth appear or vanish no flow explains the
+# target, and the fill, not the motion, must answer there.
+FLOW_TRUST = 0.1
+
+
+def true_motion(crop: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair's own motion: optical flow (OpenCV's DIS) from each target photo to its source,
+    in the renderer's units (fractions of the side, clamped to R.MAX_MOTION), and how far each
+    pixel's flow can be trusted (0..1). Warp-guided GANs move the photo along a motion known
+    from landmarks; here the pair itself shows how its pixels moved."""
+    import cv2
+    grey = lambda t: ((t.detach().mean(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flows = [dis.calc(np.ascontiguousarray(t), np.ascontiguousarray(s), None) for s, t in zip(grey(crop), grey(real))]
+    flow = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).to(crop) / crop.shape[-1]
+    flow = flow.clamp(-R.MAX_MOTION, R.MAX_MOTION)
+    miss = (R.warp(crop.detach(), flow) - real.detach()).abs().mean(1, keepdim=True)
+    return flow, torch.exp(-miss / FLOW_TRUST)
+
+
+def motion_l1(motion: torch.Tensor, flow: torch.Tensor, trust: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The motion's distance to the pair's own flow, in pixels of the crop, weighted by the face
+    weight and the flow's trust: a direct signal for motion a dozen pixels long, which the
+    photometric losses' one-pixel gradients never give."""
+    return ((motion - flow).abs().sum(1, keepdim=True) * trust * weight).mean() / weight.mean() * motion.shape[-1]
+
+
 DETAIL_CELL = 16  # pixels of the cells over which the mouth's fine detail is compared
 
 
@@ -92,11 +120,13 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
         "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
         "detail": mouth_detail_l1(out, real) if cfg.detail_weight else zero,
         "coarse_warp": coarse_warp_l1(crop, packed[:, 0:2], real, weight) if cfg.coarse_warp_weight else zero,
+        "flow": motion_l1(packed[:, 0:2], *true_motion(crop, real), weight) if cfg.flow_weight else zero,
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
-             + cfg.coarse_warp_weight * terms["coarse_warp"] + cfg.detail_weight * terms["detail"]
+             + cfg.coarse_warp_weight * terms["coarse_warp"] + cfg.flow_weight * terms["flow"]
+             + cfg.detail_weight * terms["detail"]
              + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
@@ -110,4 +140,4 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
 
 
 LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill",
-          "coarse_warp", "detail", "cycle", "cycle_code")
+          "coarse_warp", "flow", "detail", "cycle", "cycle_code")

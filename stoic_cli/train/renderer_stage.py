@@ -74,6 +74,9 @@ class RendererConfig:
     # The same L1 of the warp alone on halved copies (renderer_losses.COARSE_LEVELS): a signal
     # for motion that must reach farther than a pixel, such as lips closing over teeth.
     coarse_warp_weight: float = 0.0
+    # L1 of the motion to the pair's own optical flow, in pixels, where that flow explains the
+    # target (renderer_losses.true_motion): the motion learns how far lips and corners move.
+    flow_weight: float = 0.0
     gan_weight: float = 0.05
     # The critic also reads the target code's drawing of the mouth (R.MouthCritic): unconditioned,
     # a smile's teeth look as real as closed lips, whatever the code asked for.
