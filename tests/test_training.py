@@ -365,3 +365,14 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     seeded = torch.load(tmp_path / "from_slim" / "renderer.pt", weights_only=False)
     assert all(torch.equal(seeded["renderer"][k], v) for k, v in start.items())
     assert not torch.equal(seeded["critic"]["layers.0.0.weight"], full["critic"]["layers.0.0.weight"])
+
+
+def test_a_loss_log_resumed_by_a_version_that_logs_more_terms_keeps_every_value_under_its_name(tmp_path):
+    from stoic_cli.train.checkpoints import CsvLog
+    log = CsvLog(tmp_path / "log.csv")
+    log.write({"step": 1, "l1": 0.5, "seconds": 2.0})
+    log.write({"step": 2, "l1": 0.4, "flow": 1.5, "seconds": 4.0})  # a new term, before "seconds"
+    log.write({"step": 3, "l1": 0.3, "seconds": 6.0})  # and an older version again
+    rows = read_log(tmp_path / "log.csv")
+    assert [(r["step"], r["l1"], r["seconds"], r["flow"]) for r in rows] == [
+        ("1", "0.5", "2.0", ""), ("2", "0.4", "4.0", "1.5"), ("3", "0.3", "6.0", "")]

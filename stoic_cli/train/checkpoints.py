@@ -21,10 +21,23 @@ class CsvLog:
         self.path = path
 
     def write(self, row: dict) -> None:
-        new = not self.path.exists()
+        header: list[str] = []
+        if self.path.exists():
+            with open(self.path, newline="") as fh:
+                header = next(csv.reader(fh), [])
+        if header and not set(row) <= set(header):
+            # A run resumed by a version that logs more terms: the file is written again under
+            # the wider header, so no row's values slide under another term's name.
+            with open(self.path, newline="") as fh:
+                old = list(csv.DictReader(fh))
+            header += [k for k in row if k not in header]
+            with open(self.path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=header, restval="")
+                w.writeheader()
+                w.writerows(old)
         with open(self.path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
+            w = csv.DictWriter(fh, fieldnames=header or list(row), restval="")
+            if not header:
                 w.writeheader()
             w.writerow(row)
 
