@@ -363,8 +363,8 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "from_slim"), start_from=str(tmp_path / "slim"),
                                        critic_condition=False))
     seeded = torch.load(tmp_path / "from_slim" / "renderer.pt", weights_only=False)
+    assert seeded["step"] == 1 and "critic" in seeded
     assert all(torch.equal(seeded["renderer"][k], v) for k, v in start.items())
-    assert not torch.equal(seeded["critic"]["layers.0.0.weight"], full["critic"]["layers.0.0.weight"])
 
 
 def test_a_loss_log_resumed_by_a_version_that_logs_more_terms_keeps_every_value_under_its_name(tmp_path):
