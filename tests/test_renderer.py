@@ -158,6 +158,48 @@ def test_a_mouth_network_starts_as_the_renderer_it_joins_and_changes_only_the_mo
     assert np.abs(got - after.numpy()).max() < 1e-3
 
 
+def test_the_mouth_networks_copy_takes_the_photos_own_pixels_from_its_own_motion(
+        shipped_models, crops_and_codes, tmp_path):
+    """With the copy's share at one, the fill inside the mouth region is the crop itself, moved
+    by the main motion plus the copy's offset (real texture, not drawn colours); outside the
+    region nothing changes, and the ONNX file gives PyTorch's numbers."""
+    torch = pytest.importorskip("torch")
+    from stoic_cli.runtime.onnx import OnnxModel
+    from stoic_cli.train import renderer_net as R
+    from stoic_cli.train.renderer_export import export_network
+    from stoic_cli.train.renderer_stage import load_decoder, load_renderer
+
+    _, crops, z, zn = crops_and_codes
+    base = load_renderer(WEIGHTS, Path(shipped_models))
+    net = R.Renderer(load_decoder(Path(shipped_models)), mouth_width=8, copy_fill=True).eval()
+    net.load_state_dict(base.trained_state(), strict=False)
+    offset = (0.02, -0.03)  # fractions of the side, x then y
+    with torch.no_grad():
+        net.mouth_net.copy.bias.copy_(torch.tensor([float(np.arctanh(offset[0] / R.MAX_COPY)),
+                                                    float(np.arctanh(offset[1] / R.MAX_COPY)), 30.0]))
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    extras: dict = {}
+    with torch.no_grad():
+        before = base(x, torch.from_numpy(z), torch.from_numpy(zn))
+        after = net(x, torch.from_numpy(z), torch.from_numpy(zn), extras)
+    shift = torch.tensor(offset).view(1, 2, 1, 1)
+    copied = R.warp(x, after[:, :2] + shift)
+    r0, r1, c0, c1 = R.mouth_region(R.SIZE)
+    inner = (slice(None), slice(None), slice(r0 + R.MOUTH_FADE, r1 - R.MOUTH_FADE),
+             slice(c0 + R.MOUTH_FADE, c1 - R.MOUTH_FADE))
+    assert (after[:, 3:6][inner] - copied[inner]).abs().max() < 1e-4
+    assert (extras["copy_motion"][inner] - (after[:, :2] + shift)[inner]).abs().max() < 1e-6
+    outside = torch.ones(R.SIZE, R.SIZE, dtype=torch.bool)
+    outside[r0:r1, c0:c1] = False
+    assert (after - before).abs()[..., outside].max() == 0
+    path = export_network(net, tmp_path / "renderer.onnx")
+    decoder = OnnxModel(Path(shipped_models) / "decoder.onnx", device="cpu")
+    got = OnnxModel(path, device="cpu")(x.numpy(), decoder(z), decoder(zn))
+    assert np.abs(got - after.numpy()).max() < 1e-3
+    with pytest.raises(ValueError, match="set mouth_width"):
+        R.Renderer(load_decoder(Path(shipped_models)), copy_fill=True)
+
+
 def test_the_coarse_warp_loss_reaches_motion_that_the_full_size_warp_cannot_see():
     """Bilinear sampling's gradient reaches one pixel: where the crop is flat for a dozen pixels
     the full-size warp loss says nothing to the motion, the halved copies do."""

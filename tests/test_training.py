@@ -367,6 +367,19 @@ def test_a_mouth_network_trains_alone_on_a_renderer_it_starts_from(run, tmp_path
     assert all(torch.equal(seeded["renderer"][k], v) for k, v in start.items())
 
 
+def test_a_copying_mouth_network_learns_its_copy_from_the_pairs_own_flow(run, tmp_path):
+    """copy_fill gives the mouth network a copy head that starts from the run it joins;
+    copy_flow_weight logs the copy motion's distance to the pair's flow and trains the head."""
+    from stoic_cli.train.renderer_stage import train_renderer
+    cfg = dataclasses.replace(run["renderer_cfg"], run=str(tmp_path / "copy"), steps=1, mouth_width=8,
+                              copy_fill=True, copy_flow_weight=0.1, train_base=False,
+                              start_from=str(run["renderer_run"]), ema_decay=0.0, cycle_batch=0, log_every=1)
+    train_renderer(cfg)
+    trained = torch.load(tmp_path / "copy" / "renderer.pt", weights_only=False)["renderer"]
+    assert not torch.equal(trained["mouth_net.copy.weight"], torch.zeros_like(trained["mouth_net.copy.weight"]))
+    assert float(read_log(tmp_path / "copy" / "renderer_log.csv")[0]["copy_flow"]) > 0
+
+
 def test_a_loss_log_resumed_by_a_version_that_logs_more_terms_keeps_every_value_under_its_name(tmp_path):
     from stoic_cli.train.checkpoints import CsvLog
     log = CsvLog(tmp_path / "log.csv")

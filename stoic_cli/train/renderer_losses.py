@@ -87,6 +87,15 @@ def motion_l1(motion: torch.Tensor, flow: torch.Tensor, trust: torch.Tensor, wei
     return ((motion - flow).abs().sum(1, keepdim=True) * trust * weight).mean() / weight.mean() * motion.shape[-1]
 
 
+def copy_flow_l1(extras: dict, crop: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """motion_l1 of the mouth network's copy motion to the pair's own flow, in the mouth box only
+    (where the copy is used); zero without a copy."""
+    if "copy_motion" not in extras:
+        return weight.new_zeros(())
+    box = R.mouth_map(real.shape[-1], 0.0, 1.0).to(real.device)
+    return motion_l1(extras["copy_motion"], *true_motion(crop, real), weight * box)
+
+
 DETAIL_CELL = 16  # pixels of the cells over which the mouth's fine detail is compared
 
 
@@ -107,7 +116,8 @@ def mouth_detail_l1(out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool, condition=None):
     """The renderer's total loss, its terms and its output; `condition` (R.drawn_mouth of the
     target code's drawing) only for a conditioned critic."""
-    packed = net(crop, own, target)
+    extras: dict = {}
+    packed = net(crop, own, target, extras)
     zero = packed.new_zeros(())
     out, warped = R.compose(crop, packed)
     mask = packed[:, 2:3]
@@ -121,12 +131,13 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
         "detail": mouth_detail_l1(out, real) if cfg.detail_weight else zero,
         "coarse_warp": coarse_warp_l1(crop, packed[:, 0:2], real, weight) if cfg.coarse_warp_weight else zero,
         "flow": motion_l1(packed[:, 0:2], *true_motion(crop, real), weight) if cfg.flow_weight else zero,
+        "copy_flow": copy_flow_l1(extras, crop, real, weight) if cfg.copy_flow_weight else zero,
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }
     total = (terms["l1"] + cfg.ssim_weight * terms["ssim"] + cfg.warp_weight * terms["warp"]
              + cfg.coarse_warp_weight * terms["coarse_warp"] + cfg.flow_weight * terms["flow"]
-             + cfg.detail_weight * terms["detail"]
+             + cfg.detail_weight * terms["detail"] + cfg.copy_flow_weight * terms["copy_flow"]
              + cfg.fill_weight * terms["fill"] + cfg.mouth_fill_weight * terms["mouth_fill"]
              + (mask * mask_cost(cfg, mask.shape[-1]).to(mask.device)).mean() + cfg.mask_tv_weight * terms["mask_tv"]
              + cfg.motion_tv_weight * terms["motion_tv"])
@@ -140,4 +151,4 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
 
 
 LOGGED = ("l1", "ssim", "warp", "mask", "mask_tv", "motion_tv", "gan", "feature", "critic", "fill", "mouth_fill",
-          "coarse_warp", "flow", "detail", "cycle", "cycle_code")
+          "coarse_warp", "flow", "detail", "cycle", "cycle_code", "copy_flow")

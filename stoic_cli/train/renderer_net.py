@@ -30,6 +30,9 @@ FILL_SOURCES = ("crop", "warped")
 # margin, sides divisible by 8 at 256 px (rows 128-232, cols 56-200) for its three poolings.
 MOUTH_REGION = (0.5, 0.90625, 0.21875, 0.78125)
 MOUTH_FADE = 8  # pixels over which its changes fade out toward the region's edges
+# Farthest the mouth network's copy reaches beyond the motion, as a fraction of the side: lips
+# pulled over the teeth of a wide open smile come from up to about 20 px away.
+MAX_COPY = 0.08
 
 
 def _block(cin: int, cout: int, stride: int = 1, convs: int = 2) -> nn.Sequential:
@@ -62,7 +65,8 @@ class Renderer(nn.Module):
     motion (fractions of the side, where each output pixel comes from in the crop), mask in
     0..1 (where the fill replaces the warped crop) and fill colours in [-1,1]."""
 
-    def __init__(self, decoder: nn.Module, width: int = 32, fill_source: str = "crop", mouth_width: int = 0):
+    def __init__(self, decoder: nn.Module, width: int = 32, fill_source: str = "crop", mouth_width: int = 0,
+                 copy_fill: bool = False):
         super().__init__()
         if fill_source not in FILL_SOURCES:
             raise ValueError(f"fill_source must be one of {FILL_SOURCES}, got {fill_source!r}")
@@ -94,7 +98,9 @@ class Renderer(nn.Module):
             nn.init.zeros_(head.bias)
         nn.init.constant_(self.mask.bias, -4.0)
         # Warp-guided GANs' third network, for the mouth interior (0: none).
-        self.mouth_net = MouthNet(mouth_width) if mouth_width else None
+        self.mouth_net = MouthNet(mouth_width, copy_fill) if mouth_width else None
+        if copy_fill and not mouth_width:
+            raise ValueError("copy_fill belongs to the mouth network: set mouth_width")
 
     def train(self, mode: bool = True) -> "Renderer":
         super().train(mode)
@@ -105,12 +111,15 @@ class Renderer(nn.Module):
         """The weights training owns (the decoder comes from the shipped decoder.onnx)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("decoder.")}
 
-    def forward(self, crop: torch.Tensor, own: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.from_drawings(crop, self.decoder(own), self.decoder(target))
+    def forward(self, crop: torch.Tensor, own: torch.Tensor, target: torch.Tensor,
+                extras: dict | None = None) -> torch.Tensor:
+        return self.from_drawings(crop, self.decoder(own), self.decoder(target), extras)
 
-    def from_drawings(self, crop: torch.Tensor, drawn_own: torch.Tensor, drawn_target: torch.Tensor) -> torch.Tensor:
+    def from_drawings(self, crop: torch.Tensor, drawn_own: torch.Tensor, drawn_target: torch.Tensor,
+                      extras: dict | None = None) -> torch.Tensor:
         """The renderer given the decoder's drawings of both codes (what renderer.onnx holds:
-        the decoder ships once, in decoder.onnx)."""
+        the decoder ships once, in decoder.onnx). `extras`, for training, receives the mouth
+        network's copy motion ("copy_motion") when it copies."""
         half = F.avg_pool2d(crop, 2)
         x = torch.cat([half, drawn_own, drawn_target, drawn_target - drawn_own], 1)
         d1 = _unet(self, x)
@@ -120,7 +129,8 @@ class Renderer(nn.Module):
         fill = self.fill(torch.cat([_twice(self.to_fill(d1)), self.full(source)], 1))
         if self.mouth_net is not None:
             moved = source if self.fill_source == "warped" else warp(crop, motion)
-            mask, fill = self.mouth_net.refine(crop, moved, mask, fill, _twice(drawn_own), _twice(drawn_target))
+            mask, fill = self.mouth_net.refine(crop, moved, mask, fill, _twice(drawn_own), _twice(drawn_target),
+                                               motion, extras)
         return torch.cat([motion, mask, fill], 1)
 
 
@@ -129,9 +139,13 @@ class MouthNet(nn.Module):
     the crop's full resolution that corrects the renderer's fill colours and mask there (lips
     closing over teeth, teeth of a new smile). It reads the crop moved by the motion, the fill
     and mask drawn so far and the decoder's drawings of both codes. Its last layer starts at
-    zero, so adding it to a trained renderer changes nothing until it is trained."""
+    zero, so adding it to a trained renderer changes nothing until it is trained.
 
-    def __init__(self, width: int = 32):
+    With `copy`, its fill may also copy the photo's own pixels from a second motion of its own
+    (the main motion plus an offset): lip texture pulled over teeth instead of drawn colours.
+    A share per pixel chooses between copy and drawing; it starts near zero."""
+
+    def __init__(self, width: int = 32, copy: bool = False):
         super().__init__()
         w = width
         self.enc1 = _block(3 + 3 + 1 + 3 + 3 + 3, w)  # crop, moved crop, mask, fill, two drawings
@@ -144,23 +158,40 @@ class MouthNet(nn.Module):
         self.out = nn.Conv2d(w, 4, 3, 1, 1)  # fill colour change (3), mask change in logits (1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # Copy offset (2) and the copy's share in logits (1); the share starts at sigmoid(-3), small but learning.
+        self.copy = nn.Conv2d(w, 3, 3, 1, 1) if copy else None
+        if self.copy is not None:
+            nn.init.zeros_(self.copy.weight)
+            with torch.no_grad():
+                self.copy.bias.copy_(torch.tensor([0.0, 0.0, -3.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(_unet(self, x))
 
-    def refine(self, crop, moved, mask, fill, drawn_own, drawn_target):
-        """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px."""
+    def refine(self, crop, moved, mask, fill, drawn_own, drawn_target, motion=None, extras: dict | None = None):
+        """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px; the
+        main motion (N,2,S,S) for the copy."""
         size = int(crop.shape[-1])  # a constant when traced for ONNX
         r0, r1, c0, c1 = mouth_region(size)
         region = lambda t: t[..., r0:r1, c0:c1]
+        pad = lambda t: F.pad(t, (c0, size - c1, r0, size - r1))
         x = torch.cat([region(t) for t in (crop, moved, mask * 2 - 1, fill, drawn_target,
                                            drawn_target - drawn_own)], 1)
-        change = self(x) * fade_window(r1 - r0, c1 - c0).to(x)
+        features = _unet(self, x)
+        fade = fade_window(r1 - r0, c1 - c0).to(x)
+        change = self.out(features) * fade
         m = region(mask).clamp(1e-4, 1 - 1e-4)
         new_mask = torch.sigmoid(torch.log(m) - torch.log(1 - m) + change[:, 3:4])
-        new_fill = (region(fill) + change[:, :3]).clamp(-1, 1)
+        new_fill = region(fill) + change[:, :3]
+        if self.copy is not None:
+            head = self.copy(features)
+            copy_motion = motion + pad(MAX_COPY * torch.tanh(head[:, :2]) * fade)
+            share = torch.sigmoid(head[:, 2:3]) * fade
+            new_fill = (1 - share) * new_fill + share * region(warp(crop, copy_motion))
+            if extras is not None:
+                extras["copy_motion"] = copy_motion
+        new_fill = new_fill.clamp(-1, 1)
         # Only the region changes: outside it mask and fill stay exactly what they were.
-        pad = lambda t: F.pad(t, (c0, size - c1, r0, size - r1))
         return mask + pad(new_mask - region(mask)), fill + pad(new_fill - region(fill))
 
 

@@ -97,6 +97,13 @@ class RendererConfig:
     # The mouth network's width (renderer_net.MouthNet; 0: none): the fill and mask of the mouth
     # drawn again at the crop's full resolution, where the main network sees the crop at half.
     mouth_width: int = 0
+    # The mouth network's fill may copy the photo's own pixels (renderer_net.MouthNet's copy):
+    # texture a fill network trained on a few dozen people cannot draw.
+    copy_fill: bool = False
+    # L1 of the copy's motion to the pair's own optical flow in the mouth box, where that flow
+    # explains the target (renderer_losses.true_motion): bilinear sampling's gradient reaches
+    # one pixel, and the lips to copy lie a dozen away.
+    copy_flow_weight: float = 0.0
     # False trains the mouth network alone on a renderer that stays as it was: what it learns
     # can change only the mouth region, so the rest of the face keeps the renderer's behaviour.
     train_base: bool = True
@@ -138,7 +145,7 @@ def load_decoder(models: Path):
 
 def build(cfg: RendererConfig) -> R.Renderer:
     return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width, fill_source=cfg.fill_source,
-                      mouth_width=cfg.mouth_width)
+                      mouth_width=cfg.mouth_width, copy_fill=cfg.copy_fill)
 
 
 def run_config(run: Path, state: dict | None = None) -> RendererConfig:
