@@ -269,6 +269,39 @@ def test_unpaired_photos_are_drawn_only_as_themselves():
     assert set(src[~unpaired]) | set(dst[~unpaired]) <= {0, 1}
 
 
+def test_edit_targets_take_the_amount_each_pair_shows_against_the_typical_one():
+    """With intensities fitted, a mild real smile is the target of a smaller edit and a broad
+    one of a larger, in both directions; unfitted, or between two expressions, the amount is 1."""
+    pytest.importorskip("torch")
+    from stoic_cli.train.renderer_pairs import INTENSITY_RANGE, CodeTable
+    from stoic_cli.train.renderer_stage import RendererConfig
+
+    smile = np.zeros(4, np.float32)
+    smile[3] = 1
+    codes = np.zeros((6, 4), np.float32)
+    codes[1, 3], codes[3, 3], codes[5, 3] = 2.0, 4.0, 0.1  # a smile of 2, of 4, and a faint one
+    codes[4, 2] = 1.0  # a surprised photo
+    table = CodeTable.__new__(CodeTable)
+    vars(table).update(codes=codes, flipped=codes, neutral=codes * 0, neutral_flipped=codes * 0, typical={},
+                       direction={"happiness": smile, "surprise": np.eye(4, dtype=np.float32)[2],
+                                  "neutral": np.zeros(4, np.float32)},
+                       expression=["neutral", "happiness", "neutral", "happiness", "surprise", "happiness"],
+                       rng=np.random.default_rng(0))
+    person = lambda *rows: [{"row": r, "expression": table.expression[r]} for r in rows]
+    assert table.fit_intensities([person(0, 1), person(2, 3, 4)]) == {"happiness": 3.0, "surprise": 1.0}
+    assert table.edit_amount(0, 1, codes[0], codes[1], smile) == pytest.approx(2 / 3)
+    assert table.edit_amount(3, 2, codes[3], codes[2], -smile) == pytest.approx(4 / 3)
+    assert table.edit_amount(2, 5, codes[2], codes[5], smile) == INTENSITY_RANGE[0]
+    assert table.edit_amount(4, 3, codes[4], codes[3], smile - table.direction["surprise"]) == 1.0
+    cfg = RendererConfig(transfer_fraction=0.0, edit_fraction=1.0, neutralize_fraction=0.0)
+    no = np.zeros(2, bool)
+    _, target = table.own_and_target(np.array([0, 3]), np.array([1, 2]), no, cfg)
+    assert np.allclose(target.numpy(), [2 / 3 * smile, codes[3] - 4 / 3 * smile])
+    table.typical = {}
+    _, target = table.own_and_target(np.array([0]), np.array([1]), no[:1], cfg)
+    assert np.allclose(target.numpy(), [smile])  # unfitted: the edit at 1
+
+
 def test_cycle_drawer_edits_unpaired_photos_the_way_the_jobs_do():
     pytest.importorskip("torch")
     from stoic_cli.train.renderer_cycle import CycleDrawer

@@ -68,6 +68,10 @@ class RendererConfig:
     # meets a code it never learnt means "no change", and moves.
     neutralize_fraction: float = 0.5
     edit_fraction: float = 0.2
+    # Edit-style targets at the amount the pair itself shows (CodeTable.fit_intensities) rather
+    # than at 1: a mild real smile becomes the target of a half edit, so amounts between 0 and 1
+    # have real photos to aim at.
+    edit_intensity: bool = False
     neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
     ssim_weight: float = 0.5
     warp_weight: float = 0.5
@@ -201,6 +205,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     groups = pair_groups(labels, "train", cfg.datasets)
     if not groups:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
+    if cfg.edit_intensity:
+        table.fit_intensities(groups)
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
     singles = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.identity_datasets]
     draw = PairDrawer(groups, cfg, cfg.seed, singles)
