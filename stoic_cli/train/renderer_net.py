@@ -158,15 +158,13 @@ class MouthNet(nn.Module):
         self.out = nn.Conv2d(w, 4, 3, 1, 1)  # fill colour change (3), mask change in logits (1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        # Copy offset (2) and the copy's share in logits (1); the share starts at sigmoid(-3), small but learning.
+        # Copy offset (2) and the copy's share in logits (1): the share starts small (sigmoid(-3)),
+        # so the renderer it joins barely changes, yet large enough for its gradient to count.
         self.copy = nn.Conv2d(w, 3, 3, 1, 1) if copy else None
         if self.copy is not None:
             nn.init.zeros_(self.copy.weight)
             with torch.no_grad():
                 self.copy.bias.copy_(torch.tensor([0.0, 0.0, -3.0]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(_unet(self, x))
 
     def refine(self, crop, moved, mask, fill, drawn_own, drawn_target, motion=None, extras: dict | None = None):
         """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px; the
