@@ -411,6 +411,8 @@ def test_a_copying_mouth_network_learns_its_copy_from_the_pairs_own_flow(run, tm
     trained = torch.load(tmp_path / "copy" / "renderer.pt", weights_only=False)["renderer"]
     assert not torch.equal(trained["mouth_net.copy.weight"], torch.zeros_like(trained["mouth_net.copy.weight"]))
     assert float(read_log(tmp_path / "copy" / "renderer_log.csv")[0]["copy_flow"]) > 0
+    with pytest.raises(ValueError, match="set copy_fill"):
+        train_renderer(dataclasses.replace(cfg, run=str(tmp_path / "no_copy"), copy_fill=False))
 
 
 def test_a_loss_log_resumed_by_a_version_that_logs_more_terms_keeps_every_value_under_its_name(tmp_path):

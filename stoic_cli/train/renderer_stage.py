@@ -226,6 +226,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         # (the shipped one in models/training_logs keeps only the renderer's weights).
         if "critic" in begin and begin["config"].get("critic_condition", False) == cfg.critic_condition:
             critic.load_state_dict(begin["critic"])
+    if cfg.copy_flow_weight and not cfg.copy_fill:
+        raise ValueError("copy_flow_weight teaches the mouth network's copy: set copy_fill")
     if not cfg.train_base:
         if net.mouth_net is None:
             raise ValueError("train_base false trains only the mouth network: set mouth_width")
