@@ -87,13 +87,12 @@ def motion_l1(motion: torch.Tensor, flow: torch.Tensor, trust: torch.Tensor, wei
     return ((motion - flow).abs().sum(1, keepdim=True) * trust * weight).mean() / weight.mean() * motion.shape[-1]
 
 
-def copy_flow_l1(extras: dict, crop: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def copy_flow_l1(copy_motion: torch.Tensor, flow: torch.Tensor, trust: torch.Tensor,
+                 weight: torch.Tensor) -> torch.Tensor:
     """motion_l1 of the mouth network's copy motion to the pair's own flow, in the mouth box only
-    (where the copy is used); zero without a copy."""
-    if "copy_motion" not in extras:
-        return weight.new_zeros(())
-    box = R.mouth_map(real.shape[-1], 0.0, 1.0).to(real.device)
-    return motion_l1(extras["copy_motion"], *true_motion(crop, real), weight * box)
+    (where the copy is used)."""
+    box = R.mouth_map(weight.shape[-1], 0.0, 1.0).to(weight.device)
+    return motion_l1(copy_motion, flow, trust, weight * box)
 
 
 DETAIL_CELL = 16  # pixels of the cells over which the mouth's fine detail is compared
@@ -121,6 +120,8 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
     zero = packed.new_zeros(())
     out, warped = R.compose(crop, packed)
     mask = packed[:, 2:3]
+    # One optical flow per pair, for whichever flow losses are on.
+    truth = true_motion(crop, real) if cfg.flow_weight or cfg.copy_flow_weight else None
     terms = {
         "l1": weighted_l1(out, real, weight),
         "ssim": ssim_loss(out, real),
@@ -130,8 +131,8 @@ def losses(net, critic, crop, own, target, real, weight, cfg, adversarial: bool,
         "mouth_fill": mouth_fill_l1(packed[:, 3:6], warped, real, weight),
         "detail": mouth_detail_l1(out, real) if cfg.detail_weight else zero,
         "coarse_warp": coarse_warp_l1(crop, packed[:, 0:2], real, weight) if cfg.coarse_warp_weight else zero,
-        "flow": motion_l1(packed[:, 0:2], *true_motion(crop, real), weight) if cfg.flow_weight else zero,
-        "copy_flow": copy_flow_l1(extras, crop, real, weight) if cfg.copy_flow_weight else zero,
+        "flow": motion_l1(packed[:, 0:2], *truth, weight) if cfg.flow_weight else zero,
+        "copy_flow": copy_flow_l1(extras["copy_motion"], *truth, weight) if cfg.copy_flow_weight else zero,
         "mask_tv": R.total_variation(mask),
         "motion_tv": R.total_variation(packed[:, 0:2] * 10),
     }

@@ -98,9 +98,9 @@ class Renderer(nn.Module):
             nn.init.zeros_(head.bias)
         nn.init.constant_(self.mask.bias, -4.0)
         # Warp-guided GANs' third network, for the mouth interior (0: none).
-        self.mouth_net = MouthNet(mouth_width, copy_fill) if mouth_width else None
         if copy_fill and not mouth_width:
             raise ValueError("copy_fill belongs to the mouth network: set mouth_width")
+        self.mouth_net = MouthNet(mouth_width, copy_fill) if mouth_width else None
 
     def train(self, mode: bool = True) -> "Renderer":
         super().train(mode)
@@ -166,7 +166,7 @@ class MouthNet(nn.Module):
             with torch.no_grad():
                 self.copy.bias.copy_(torch.tensor([0.0, 0.0, -3.0]))
 
-    def refine(self, crop, moved, mask, fill, drawn_own, drawn_target, motion=None, extras: dict | None = None):
+    def refine(self, crop, moved, mask, fill, drawn_own, drawn_target, motion, extras: dict | None = None):
         """The mask and fill (N,1|3,S,S) with the mouth region corrected; drawings at S px; the
         main motion (N,2,S,S) for the copy."""
         size = int(crop.shape[-1])  # a constant when traced for ONNX

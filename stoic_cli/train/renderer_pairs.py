@@ -126,7 +126,8 @@ class CodeTable:
                     continue
                 amounts.setdefault(r["expression"], []).extend(
                     float((self.codes[r["row"]] - self.codes[n]) @ d / (d @ d)) for n in neutral)
-        self.typical = {e: float(np.median(v)) for e, v in amounts.items() if np.median(v) > 0}
+        medians = {e: float(np.median(v)) for e, v in amounts.items()}
+        self.typical = {e: m for e, m in medians.items() if m > 0}
         return self.typical
 
     def edit_amount(self, a: int, b: int, za: np.ndarray, zb: np.ndarray, step: np.ndarray) -> float:
@@ -159,7 +160,7 @@ class CodeTable:
                 da = self.direction.get(self.expression[a[i]])
                 db = self.direction.get(self.expression[b[i]])
                 if da is not None and db is not None:
-                    amount = self.edit_amount(a[i], b[i], za[i], zb[i], db - da) if self.typical else 1.0
+                    amount = self.edit_amount(a[i], b[i], za[i], zb[i], db - da)
                     target[i] = za[i] + amount * (db - da)
         return torch.from_numpy(za.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
 

@@ -194,6 +194,11 @@ def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
+    # Options that need another, refused before a run folder is written or the cache encoded.
+    if not cfg.train_base and not cfg.mouth_width:
+        raise ValueError("train_base false trains only the mouth network: set mouth_width")
+    if cfg.copy_flow_weight and not cfg.copy_fill:
+        raise ValueError("copy_flow_weight teaches the mouth network's copy: set copy_fill")
     run = setup_run(cfg)
     crops, labels = load_cache(cfg.cache)
     if crops.shape[1] != R.SIZE:
@@ -226,11 +231,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         # (the shipped one in models/training_logs keeps only the renderer's weights).
         if "critic" in begin and begin["config"].get("critic_condition", False) == cfg.critic_condition:
             critic.load_state_dict(begin["critic"])
-    if cfg.copy_flow_weight and not cfg.copy_fill:
-        raise ValueError("copy_flow_weight teaches the mouth network's copy: set copy_fill")
     if not cfg.train_base:
-        if net.mouth_net is None:
-            raise ValueError("train_base false trains only the mouth network: set mouth_width")
         for name, p in net.named_parameters():
             p.requires_grad_(name.startswith("mouth_net."))
     trainable = [p for p in net.parameters() if p.requires_grad]
