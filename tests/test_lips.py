@@ -1,0 +1,103 @@
+"""Closing the lips after rendering (stoic_cli.render.lips): the interior is found between red
+lips, the rows read skip it, and the closing composes with the renderer's motion."""
+import numpy as np
+
+from stoic_cli.render.lips import close_lips, closing_rows, interior_mask
+from stoic_cli.render.pasteback import render_face
+
+SIZE = 256
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+SKIN, LIP, TEETH, SEAM = (200, 150, 120), (170, 60, 70), (235, 230, 215), (60, 30, 30)
+
+
+def mouth(gap_rows: int, seed: int = 0) -> np.ndarray:
+    """A skin-coloured crop with textured red lips around y = 0.68 and `gap_rows` of white
+    teeth between them (0: the lips meet at a dark one-row seam)."""
+    rng = np.random.default_rng(seed)
+    crop = np.empty((SIZE, SIZE, 3), np.float32)
+    crop[:] = SKIN
+    y = int(0.68 * SIZE)
+    x0, x1 = int(0.40 * SIZE), int(0.60 * SIZE)
+    lip = 8
+    top = y - gap_rows // 2
+    crop[top - lip:top, x0:x1] = LIP
+    if gap_rows:
+        crop[top:top + gap_rows, x0 + 4:x1 - 4] = TEETH
+        crop[top:top + gap_rows, x0:x0 + 4] = LIP
+        crop[top:top + gap_rows, x1 - 4:x1] = LIP
+        crop[top + gap_rows // 2, x0 + 4:x1 - 4] = SEAM  # the dark gap between upper and lower teeth
+    else:
+        crop[top - 1, x0:x1] = SEAM
+    crop[top + gap_rows:top + gap_rows + lip, x0:x1] = LIP
+    crop += rng.normal(0, 4, crop.shape)
+    return np.clip(crop, 0, 255).astype(np.uint8)
+
+
+def test_teeth_between_lips_are_the_interior_and_nothing_else():
+    crop = mouth(12)
+    inside = interior_mask(crop)
+    y = int(0.68 * SIZE)
+    assert inside[y, SIZE // 2], "the teeth's middle is inside"
+    rows, cols = np.nonzero(inside)
+    assert rows.min() >= y - 6 - 2 and rows.max() <= y + 6 + 1  # the teeth band, one row grown
+    assert cols.min() >= int(0.40 * SIZE) and cols.max() < int(0.60 * SIZE)
+    assert not inside[: int(0.58 * SIZE)].any(), "nothing above the mouth (nose, shadows)"
+
+
+def test_closed_lips_are_left_alone():
+    assert closing_rows(mouth(0)) is None
+    crop = mouth(12)
+    assert closing_rows(crop, amount=0.0) is None
+
+
+def test_closing_reads_lips_instead_of_teeth():
+    crop = mouth(12)
+    source = closing_rows(crop)
+    assert source is not None
+    x = SIZE // 2
+    read = source[:, x]
+    assert np.all(np.diff(source, axis=0) > 0), "rows read stay in order (they may jump, never fold back)"
+    teeth_rows = np.flatnonzero(crop[:, x].astype(int).sum(1) > 600)
+    # After closing at most two output rows read teeth (the seam), where twelve did.
+    reads_teeth = [r for r in range(SIZE) if teeth_rows.min() - 0.5 <= read[r] <= teeth_rows.max() + 0.5]
+    assert len(reads_teeth) <= 3, reads_teeth
+    # Far from the mouth every row reads itself.
+    assert np.allclose(read[:100], np.arange(100)) and np.allclose(read[-20:], np.arange(SIZE - 20, SIZE))
+    assert np.allclose(source[:, :60], np.arange(SIZE)[:, None])
+
+
+def test_half_closing_leaves_more_of_the_interior():
+    crop = mouth(12)
+    full, half = closing_rows(crop, 1.0), closing_rows(crop, 0.5)
+    x = SIZE // 2
+    jump = lambda s: float(np.max(np.diff(s[:, x])))  # rows skipped at the seam
+    assert 1.0 < jump(half) < jump(full)
+
+
+def test_close_lips_composes_with_the_rendering():
+    """Rendering with the composed parts equals rendering, then reading the closing's rows."""
+    import cv2
+
+    crop = mouth(12, seed=1)
+    rng = np.random.default_rng(2)
+    motion = np.zeros((SIZE, SIZE, 2), np.float32)
+    motion[..., 0] = cv2.GaussianBlur(rng.normal(0, 0.004, (SIZE, SIZE)).astype(np.float32), (0, 0), 12)
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[20:60, 100:150] = 0.5  # a fill far from the mouth stays
+    fill = np.full((SIZE, SIZE, 3), 90, np.float32)
+    motion2, mask2, fill2 = close_lips(crop, motion, mask, fill)
+    assert np.allclose(mask2[20:60, 100:150], 0.5, atol=1e-4)
+    closed = render_face(crop, motion2, mask2, fill2, IDENTITY).astype(np.float32)
+    rendered = render_face(crop, motion, mask, fill, IDENTITY)
+    source = closing_rows(rendered)
+    xs = np.broadcast_to(np.arange(SIZE, dtype=np.float32)[None], (SIZE, SIZE))
+    expected = cv2.remap(rendered, np.ascontiguousarray(xs), source, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    face = slice(60, 200)
+    # Composition resamples twice where the direct route resamples once: small differences
+    # only, and none in the teeth's colour.
+    assert np.abs(closed[face, face] - expected[face, face]).mean() < 3
+    y, x = int(0.68 * SIZE), SIZE // 2
+    column = closed[y - 12:y + 12, x].sum(1)
+    assert (column > 600).sum() <= 1, "at most a row of teeth left on the mouth's middle column"
+    assert column.min() < 250, "the seam shows the interior's dark gap"
