@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class LipGeometry:
     """Where the mouth lies in the aligned crop and how the closing spreads, in fractions of the
