@@ -19,12 +19,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stoic_cli.render.pasteback import render_face
+
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
+
 
 @dataclass(frozen=True)
 class LipGeometry:
     """Where the mouth lies in the aligned crop and how the closing spreads, in fractions of the
     crop's side (the alignment template puts the mouth corners at y = 0.68)."""
     box: tuple[float, float, float, float] = (0.30, 0.58, 0.70, 0.80)  # x0, y0, x1, y1
+    middle: float = 0.68  # the mouth line's height
     seam: float = 0.008  # interior rows kept as the lips' seam
     upper_share: float = 1 / 3  # of the closing done by the upper lip (the jaw does the rest)
     upper_reach: float = 0.06  # rows above the mouth that move with the upper lip, fading out
@@ -37,10 +42,10 @@ class LipGeometry:
 def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np.ndarray:
     """(S, S) bool: the mouth interior (teeth, tongue, the dark inside) of an aligned RGB crop.
     Lips are redder (LAB a*) than the mouth's surroundings; teeth and the dark inside are less
-    red, and lie between lips above and below. Only
-    the component around the mouth's middle counts, so nostrils and shadows elsewhere never do."""
+    red, and lie between lips above and below. Only the component around the mouth's middle
+    counts, so nostrils and shadows elsewhere never do."""
     size = crop.shape[0]
-    x0, y0, x1, y1 = (int(round(v * size)) for v in geometry.box)
+    x0, y0, x1, y1 = _in_pixels(geometry.box, size)
     lab = cv2.cvtColor(np.ascontiguousarray(crop[y0:y1, x0:x1], np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
     red = lab[..., 1]
     z_red = (red - np.median(red)) / (red.std() + 1e-3)
@@ -60,7 +65,7 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
     if count <= 1:
         return box
     # The interior straddles the mouth's middle: the component nearest it that is wider than tall.
-    cx, cy = (x1 - x0) / 2, (0.68 * size - y0)
+    cx, cy = (x1 - x0) / 2, (geometry.middle * size - y0)
     best, best_cost = 0, np.inf
     for k in range(1, count):
         left, top, width, height, area = stats[k]
@@ -137,11 +142,8 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     it: the interior is found in the crop as the rendering leaves it, and the closing's rows are
     composed with the rendering's motion, mask and fill. The fill is kept out of the mouth
     first: the renderer's drawn lips are a blur, the photo's own (moved, then closed) are not."""
-    from stoic_cli.render.pasteback import render_face
-
-    identity = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
     mask = mask * (1 - mouth_box(crop.shape[0], geometry.fill_box))
-    rendered = render_face(crop, motion, mask, fill, identity)
+    rendered = render_face(crop, motion, mask, fill, IDENTITY)
     source = closing_rows(rendered, amount, geometry)
     if source is None:
         return motion, mask, fill
@@ -157,7 +159,11 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
 
 def mouth_box(size: int, box: tuple[float, float, float, float]) -> np.ndarray:
     """(S, S) float 0..1: the box (fractions of the side) with feathered edges."""
-    x0, y0, x1, y1 = (int(round(v * size)) for v in box)
+    x0, y0, x1, y1 = _in_pixels(box, size)
     inside = np.zeros((size, size), np.float32)
     inside[y0:y1, x0:x1] = 1
     return cv2.GaussianBlur(inside, (0, 0), 0.016 * size)
+
+
+def _in_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, ...]:
+    return tuple(int(round(v * size)) for v in box)
