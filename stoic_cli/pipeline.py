@@ -16,10 +16,12 @@ import numpy as np
 
 from stoic_cli.edit.edits import Edit, Reference
 from stoic_cli.edit.latent import neutral_codes
-from stoic_cli.face.alignment import align_face, encoder_sized
+from stoic_cli.face.alignment import align_face, encoder_sized, transform_points
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
-from stoic_cli.render.pasteback import render_face
+from stoic_cli.render.lips import close_lips
+from stoic_cli.render.pasteback import grey_like, render_face
+from stoic_cli.render.reference_mouth import MouthLayer, ReferenceMouth, reference_mouth_layer
 from stoic_cli.runtime.models import FaceModels
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
@@ -32,11 +34,13 @@ class FaceEdit:
     crop: np.ndarray  # uint8 aligned input crop (render_size)
     matrix: np.ndarray
     rendering: tuple  # the renderer's (motion, mask, fill) for this face
+    mouth: MouthLayer | None = None  # a transfer's reference mouth, pasted after the rendering
 
     @cached_property
     def edited_crop(self) -> np.ndarray:
         """The crop with the rendering applied (for sheets); made only when asked for."""
-        return render_face(self.crop, *self.rendering, IDENTITY)
+        rendered = render_face(self.crop, *self.rendering, IDENTITY)
+        return rendered if self.mouth is None else self.mouth.on_crop(rendered)
 
 
 @dataclass
@@ -87,9 +91,10 @@ class Pipeline:
     def read_reference(self, photo: Photo, source: str = "") -> Reference:
         """The photo's largest usable face as a transfer reference. Raises NoFaceError."""
         faces, _ = self.find_faces(photo, largest=True)
-        crop, _ = align_face(photo.rgb, faces[0].landmarks, self.size)
+        crop, matrix = align_face(photo.rgb, faces[0].landmarks, self.render_size)  # its mouth is used
         z, zn = self.codes(crop[None])
-        return Reference.from_codes(z, zn, crop, source)
+        corners = transform_points(np.asarray(faces[0].landmarks, np.float64)[3:5], matrix)
+        return Reference.from_codes(z, zn, crop, source, ReferenceMouth.cut(photo.rgb, crop, matrix, corners))
 
     def apply(self, photo: Photo, faces: list[Face], edit: Edit, inplace: bool = False) -> EditResult:
         """The edited photo. `inplace` renders into photo.rgb itself instead of a copy, for
@@ -104,9 +109,14 @@ class Pipeline:
             out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
             edits = []
             for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
-                parts = rendering.motion[i], rendering.mask[i], rendering.fill[i]
+                parts = rendering.motion[i], rendering.mask[i], grey_like(crop, rendering.fill[i])
+                if edit.lip_closing > 0:
+                    parts = close_lips(crop, *parts, amount=edit.lip_closing)
+                layer = None if edit.mouth_source is None else reference_mouth_layer(crop, *parts, edit.mouth_source)
                 render_face(out, *parts, matrix, inplace=True)
-                edits.append(FaceEdit(face, crop, matrix, parts))
+                if layer is not None:
+                    layer.paste(out, matrix)
+                edits.append(FaceEdit(face, crop, matrix, parts, layer))
         return EditResult(out, edits)
 
     def run(self, photo: Photo, edit: Edit, largest: bool = False, inplace: bool = False) -> EditResult:

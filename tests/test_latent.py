@@ -76,7 +76,7 @@ def test_reference_is_read_as_its_displacement(shipped_models, detector, london_
     ref = pipe.read_reference(Photo(london_rgb["094_smiling.jpg"]))
     z, zn = pipe.codes(ref.crop[None])
     assert np.allclose(ref.displacement, z - zn, atol=1e-5)
-    assert ref.crop.shape == (128, 128, 3) and ref.crop.dtype == np.uint8
+    assert ref.crop.shape == (256, 256, 3) and ref.crop.dtype == np.uint8  # the renderer's size: its mouth is used
 
 
 def test_the_neutral_code_keeps_the_person_part():
@@ -96,3 +96,16 @@ def test_shipped_codes_name_their_split(shipped_models):
     from stoic_cli.runtime.models import FaceModels
 
     assert FaceModels(shipped_models).settings.expression_dims == 64
+
+
+def test_a_transfer_takes_the_references_mouth_only_at_its_full_expression():
+    from stoic_cli.edit.edits import Neutralize, Reference, Transfer
+
+    mouth = object()  # opaque to the edits
+    ref = Reference(np.ones((1, 8)), np.zeros((4, 4, 3), np.uint8), "ref.jpg", mouth)
+    assert Transfer(ref, 1.0).mouth_source is mouth and Transfer(ref, 1.5).mouth_source is mouth
+    assert Transfer(ref, 0.5).mouth_source is None, "a partial transfer keeps the face's own mouth"
+    assert Transfer(Reference(np.zeros((1, 8)), None, "", mouth)).mouth_source is None, "no expression, no new mouth"
+    assert Transfer(Reference(np.ones((1, 8)), None)).mouth_source is None
+    assert Neutralize().mouth_source is None and Neutralize(0.5).lip_closing == 0.5 and Neutralize(1.5).lip_closing == 1.0
+    assert Transfer(ref).lip_closing == 0.0

@@ -101,3 +101,18 @@ def test_close_lips_composes_with_the_rendering():
     column = closed[y - 12:y + 12, x].sum(1)
     assert (column > 600).sum() <= 1, "at most a row of teeth left on the mouth's middle column"
     assert column.min() < 250, "the seam shows the interior's dark gap"
+
+
+def test_no_lips_to_be_found_leaves_the_rendering_alone():
+    """A greyscale photo has no red lips to find: the renderer's fill stays over the mouth."""
+    import cv2
+
+    grey = cv2.cvtColor(cv2.cvtColor(mouth(12), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    motion = np.zeros((SIZE, SIZE, 2), np.float32)
+    mask = np.full((SIZE, SIZE), 0.5, np.float32)
+    fill = np.full((SIZE, SIZE, 3), 90, np.float32)
+    motion2, mask2, fill2 = close_lips(grey, motion, mask, fill)
+    assert motion2 is motion and mask2 is mask and fill2 is fill
+    _, mask3, _ = close_lips(mouth(12), motion, mask, fill)
+    assert mask3[int(0.68 * SIZE), SIZE // 2] < 0.05, "with lips found, the fill stays off them"
+

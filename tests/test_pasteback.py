@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stoic_cli.face.alignment import MODEL_SIZE, align_face, alignment_matrix, crop_scale, template_points
-from stoic_cli.render.pasteback import face_mask, paste_crop, render_face
+from stoic_cli.render.pasteback import face_mask, grey_like, paste_crop, render_face
 from tests.conftest import LONDON_NAMES
 
 
@@ -171,3 +171,16 @@ def test_editing_in_place_gives_the_same_photo_as_editing_a_copy(shipped_models,
     assert in_place.rgb is photo.rgb and np.array_equal(in_place.rgb, copied.rgb)
     assert not np.array_equal(copied.rgb, original)
     assert copied.faces[0].edited_crop.shape == copied.faces[0].crop.shape
+
+
+def test_a_greyscale_photo_gets_a_grey_fill(london_rgb):
+    photo = london_rgb[LONDON_NAMES[0]]
+    h, w = photo.shape[0] // 2, photo.shape[1] // 2
+    colour = np.ascontiguousarray(photo[h - 128:h + 128, w - 128:w + 128])  # the face
+    grey = np.repeat(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)[..., None], 3, -1)
+    fill = np.zeros((256, 256, 3), np.float32)
+    fill[..., 0], fill[..., 1], fill[..., 2] = 200, 120, 90  # skin-coloured
+    assert grey_like(colour, fill) is fill
+    made = grey_like(grey, fill)
+    assert np.ptp(made, axis=-1).max() < 1e-3
+    assert abs(float(made[0, 0, 0]) - (0.299 * 200 + 0.587 * 120 + 0.114 * 90)) < 0.5

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -84,13 +84,6 @@ class Settings:
             raise ValueError(f"unknown command {self.command!r}: use {', '.join(COMMANDS)}")
         if self.command == "transfer" and self.reference is None and self.reference_code is None:
             raise ValueError("transfer needs a reference photo")
-
-    def for_actors(self) -> "Settings":
-        """What travels to the actors: the reference's code without its crop."""
-        ref = self.reference_code
-        if ref is None:
-            return self
-        return replace(self, reference_code=Reference(ref.displacement, np.zeros((0,), np.uint8), ref.source))
 
     def pipeline(self):
         """The models, loaded once (MTCNN from the same folder, or the installed one, as the CLI)."""
@@ -269,7 +262,7 @@ def run_with_ray(jobs: list[Job], settings: Settings, address: str = LOCAL, work
             ds = ray.data.from_items(rows).map_batches(
                 StoicActor, compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
                 num_gpus=num_gpus or None, batch_format="numpy",
-                fn_constructor_kwargs={"settings": settings.for_actors()})
+                fn_constructor_kwargs={"settings": settings})
             for row in ds.iter_rows():
                 i = int(row["index"])
                 job = jobs[i]

@@ -18,6 +18,11 @@ from stoic_cli.runtime.settings import Attribute
 
 class Edit(Protocol):
     name: str
+    # How far the lips close over what lies between them after rendering (0..1): a neutral
+    # face's lips meet, so only neutralize closes them (stoic_cli.render.lips).
+    lip_closing: float
+    # What the edited face takes of a reference photo's own mouth (a transfer's), or None.
+    mouth_source: object | None
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray: ...
 
@@ -51,6 +56,12 @@ class Neutralize:
     def __post_init__(self):
         self.STRENGTH.check("--strength", self.strength)
 
+    mouth_source = None
+
+    @property
+    def lip_closing(self) -> float:
+        return min(self.strength, 1.0)
+
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return neutralize_codes(z, z_neutral, self.strength)
 
@@ -66,12 +77,16 @@ class Reference:
     """A transfer reference: the expression of its largest face, as LEED's displacement of its
     code from its own neutral code, and the aligned crop it was read from."""
     displacement: np.ndarray  # (1, latent_dim)
-    crop: np.ndarray  # uint8 aligned crop, encoder-sized
+    crop: np.ndarray  # uint8 aligned crop at the renderer's size: its mouth is the transfer's
     source: str = ""  # the reference photo's path, for the provenance of outputs
+    # The reference photo's mouth for the renderer to paste (stoic_cli.render.reference_mouth
+    # .ReferenceMouth; the edits do not look inside it), or None.
+    mouth: object | None = None
 
     @classmethod
-    def from_codes(cls, z: np.ndarray, z_neutral: np.ndarray, crop: np.ndarray, source: str = "") -> "Reference":
-        return cls(expression_displacement(z, z_neutral), crop, source)
+    def from_codes(cls, z: np.ndarray, z_neutral: np.ndarray, crop: np.ndarray, source: str = "",
+                   mouth: object | None = None) -> "Reference":
+        return cls(expression_displacement(z, z_neutral), crop, source, mouth)
 
 
 @dataclass(frozen=True)
@@ -82,9 +97,19 @@ class Transfer:
     reference: Reference
     alpha: float = 1.0
     name: str = field(default="transfer", init=False)
+    lip_closing: float = field(default=0.0, init=False)
 
     def __post_init__(self):
         self.ALPHA.check("--alpha", self.alpha)
+
+    @property
+    def mouth_source(self) -> object | None:
+        """The reference's open mouth, which a transfer that reaches its expression (alpha 1 or
+        more) takes; a partial transfer (strips, GIFs), or a reference without expression (a zero
+        displacement), keeps the face's own mouth as the renderer moves it."""
+        if self.alpha < 1.0 or not np.any(self.reference.displacement):
+            return None
+        return self.reference.mouth
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return transfer_codes(z_neutral, self.reference.displacement, self.alpha)
@@ -104,6 +129,8 @@ class AttributeEdit:
     amounts: dict[str, float]
     force: bool = False
     name: str = field(default="edit", init=False)
+    lip_closing: float = field(default=0.0, init=False)
+    mouth_source = None
 
     def __post_init__(self):
         for key, amount in self.amounts.items():

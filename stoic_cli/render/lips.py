@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from stoic_cli.render.imageops import any_within, blur, close, components, grey, redness, remap
+from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line
 from stoic_cli.render.pasteback import render_face
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
@@ -35,8 +36,9 @@ class LipGeometry:
     upper_reach: float = 0.06  # rows above the mouth that move with the upper lip, fading out
     lower_reach: float = 0.16  # rows below that move with the lower lip and chin, fading out
     least: float = 0.008  # interiors thinner than this are a closed mouth's seam: left alone
-    fill_box: tuple[float, float, float, float] = (0.28, 0.58, 0.72, 0.84)  # the fill stays out of it
+    fill_box: tuple[float, float, float, float] = (0.37, 0.63, 0.63, 0.75)  # the lips: the fill stays out
     enclosed: float = 0.05  # how far above and below a lip must lie for a pixel to be inside
+    inside_red: float = -0.3  # inside pixels are less red than this (z-score of the mouth box's LAB a*)
 
 
 def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np.ndarray:
@@ -46,29 +48,21 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
     counts, so nostrils and shadows elsewhere never do."""
     size = crop.shape[0]
     x0, y0, x1, y1 = _in_pixels(geometry.box, size)
-    lab = cv2.cvtColor(np.ascontiguousarray(crop[y0:y1, x0:x1], np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
-    red = lab[..., 1]
+    red = redness(crop[y0:y1, x0:x1])
     z_red = (red - np.median(red)) / (red.std() + 1e-3)
     lip = z_red > 0.3
     # Between the lips: lip within reach above and below in the same column (skin above the
     # upper lip or below the lower one has lip on one side only).
     reach = max(2, int(round(geometry.enclosed * size)))
-    kernel_up = np.zeros((2 * reach + 1, 1), np.uint8)
-    kernel_up[reach + 1:] = 1  # flipped, it marks rows with a lip above; as is, rows with one below
-    lip8 = lip.astype(np.uint8)
-    lip_above = cv2.dilate(lip8, kernel_up[::-1], anchor=(0, reach), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    lip_below = cv2.dilate(lip8, kernel_up, anchor=(0, reach), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    candidate = (~lip) & (z_red < -0.3) & (lip_above > 0) & (lip_below > 0)
-    candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
+    candidate = (~lip) & (z_red < geometry.inside_red) & any_within(lip, reach, above=True) & any_within(lip, reach, above=False)
+    labels, stats = components(close(candidate))
     box = np.zeros((size, size), bool)
-    if count <= 1:
+    if not stats:
         return box
     # The interior straddles the mouth's middle: the component nearest it that is wider than tall.
     cx, cy = (x1 - x0) / 2, (geometry.middle * size - y0)
     best, best_cost = 0, np.inf
-    for k in range(1, count):
-        left, top, width, height, area = stats[k]
+    for k, (left, top, width, height, area) in enumerate(stats, 1):
         if width < 0.15 * (x1 - x0) or width < 1.5 * height:
             continue
         cost = abs(left + width / 2 - cx) / (x1 - x0) + abs(top + height / 2 - cy) / (y1 - y0)
@@ -76,8 +70,8 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
             best, best_cost = k, cost
     if best:
         # One row more above and below: the interior's edge rows are half teeth, half lip.
-        found = cv2.dilate((labels == best).astype(np.uint8), np.ones((3, 1), np.uint8))
-        box[y0:y1, x0:x1] = found > 0
+        found = labels == best
+        box[y0:y1, x0:x1] = found | any_within(found, 1, above=True) | any_within(found, 1, above=False)
     return box
 
 
@@ -96,7 +90,7 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
     top = np.where(open_cols, np.argmax(inside, 0), 0).astype(np.float32)
     # The darkest interior row of each column (the shadow between teeth and lip, or the dark
     # inside): the seam the closed lips show is read from there.
-    light = cv2.cvtColor(np.ascontiguousarray(crop, np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    light = grey(crop)
     darkest = np.argmin(np.where(inside, light, np.inf), 0).astype(np.float32)
     # Smoothed across the mouth so the lip line stays a curve; columns outside weigh nothing.
     sigma = 0.01 * size
@@ -107,7 +101,9 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
 
     def spread(values):
         return _smooth(np.where(open_cols, values, 0), sigma) / np.maximum(weight, 1e-3)
-    top, darkest, height = spread(top), spread(darkest), _smooth(height, sigma)
+    # Each column's seam is read from its own darkest row (smoothed, it would drift onto teeth).
+    darkest = np.where(open_cols, darkest, spread(darkest))
+    top, height = spread(top), _smooth(height, sigma)
     bottom = top + height  # first lip row below the interior
     seam = min(geometry.seam * size, 2.0)
     kept = np.maximum(height - amount * np.maximum(height - seam, 0), 0)  # interior rows left
@@ -116,7 +112,10 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
         return None
     centre = (1 - amount) * (top + height / 2) + amount * darkest
     first = np.clip(centre - kept / 2, top, np.maximum(bottom - kept, top))  # first interior row kept
-    up = gap * geometry.upper_share
+    # Where the lips meet: a third of the way down each column's gap, smoothed across the mouth
+    # as a parabola (a seam that follows every step of the teeth's edge looks drawn).
+    up = _parabola(top + gap * geometry.upper_share, height * open_cols, keep) - top
+    up = np.clip(up, 0, gap)
     down = gap - up
     start = top + up  # where the kept rows begin in the output
     end = start + kept
@@ -130,6 +129,15 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
     return source.astype(np.float32)
 
 
+def _parabola(values: np.ndarray, weights: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """`values` replaced by the weighted least-squares parabola through them, where `where`."""
+    cols = np.arange(values.size, dtype=np.float64)
+    if (weights > 0).sum() < 3:
+        return values
+    fitted = np.polyval(np.polyfit(cols, values, 2, w=np.sqrt(weights)), cols)
+    return np.where(where, fitted, values).astype(np.float32)
+
+
 def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     radius = max(1, int(3 * sigma))
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
@@ -137,23 +145,39 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
-               amount: float = 1.0, geometry: LipGeometry = LipGeometry()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
+               corners: CornerGeometry | None = CornerGeometry()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One face's rendering (crop space, as `render_face` takes it) with the lips closed after
-    it: the interior is found in the crop as the rendering leaves it, and the closing's rows are
-    composed with the rendering's motion, mask and fill. The fill is kept out of the mouth
-    first: the renderer's drawn lips are a blur, the photo's own (moved, then closed) are not."""
-    mask = mask * (1 - mouth_box(crop.shape[0], geometry.fill_box))
-    rendered = render_face(crop, motion, mask, fill, IDENTITY)
-    source = closing_rows(rendered, amount, geometry)
-    if source is None:
-        return motion, mask, fill
+    it and, unless `corners` is None, a smile's lifted corners lowered: each is found in the crop
+    as the rendering leaves it and composed with the rendering's motion, mask and fill. The
+    fill is kept out of the mouth first: the renderer's drawn lips are a blur, the photo's own
+    (moved, then closed) are not."""
     size = crop.shape[0]
+    if lip_line(crop, corners or CornerGeometry()) is None:
+        return motion, mask, fill  # no lips to be found (a greyscale photo, a covered mouth): the fill stays
+    mask = mask * (1 - mouth_box(size, geometry.fill_box))
     xs = np.broadcast_to(np.arange(size, dtype=np.float32)[None], (size, size))
+    rows = closing_rows(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry)
+    if rows is not None:
+        motion, mask, fill = compose(motion, mask, fill, xs, rows)
+    if corners is not None:
+        sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY), amount, corners)
+        if sources is not None:
+            motion, mask, fill = compose(motion, mask, fill, *sources)
+    return motion, mask, fill
+
+
+def compose(motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, source_x: np.ndarray,
+            source_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A rendering followed by a crop-space motion: each output pixel reads the rendering at
+    (source_x, source_y); its motion is that position's motion plus the step there (both in
+    fractions of the side)."""
+    size = motion.shape[0]
     layers = np.concatenate([motion, mask[..., None], fill], -1).astype(np.float32)
-    moved = cv2.remap(layers, np.ascontiguousarray(xs), source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    # An output pixel reads the rendering where the closing says; its motion is that read
-    # position's motion plus the step there (both in fractions of the side).
-    moved[..., 1] += (source - np.arange(size, dtype=np.float32)[:, None]) / size
+    moved = remap(layers, source_x, source_y)
+    grid = np.arange(size, dtype=np.float32)
+    moved[..., 0] += (source_x - grid[None, :]) / size
+    moved[..., 1] += (source_y - grid[:, None]) / size
     return moved[..., 0:2], moved[..., 2], moved[..., 3:6]
 
 
@@ -162,7 +186,7 @@ def mouth_box(size: int, box: tuple[float, float, float, float]) -> np.ndarray:
     x0, y0, x1, y1 = _in_pixels(box, size)
     inside = np.zeros((size, size), np.float32)
     inside[y0:y1, x0:x1] = 1
-    return cv2.GaussianBlur(inside, (0, 0), 0.016 * size)
+    return blur(inside, 0.016 * size)
 
 
 def _in_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, ...]:

@@ -44,6 +44,22 @@ def paste_crop(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     return _render(image, matrix, None, mask, crop, inplace)
 
 
+def colourless(crop: np.ndarray, tolerance: float = 2.0) -> bool:
+    """Whether an RGB crop holds no colour (a greyscale photo stored as RGB): its channels
+    differ by less than `tolerance` levels on average."""
+    c = np.asarray(crop, np.float32)
+    return float(np.abs(c[..., 0] - c[..., 1]).mean() + np.abs(c[..., 1] - c[..., 2]).mean()) < tolerance
+
+
+def grey_like(crop: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """The renderer's fill, made grey where the photo is: a greyscale photo must not come back
+    with skin-coloured lips and cheeks drawn into it."""
+    if not colourless(crop):
+        return fill
+    grey = fill @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(grey[..., None], 3, -1).astype(np.float32)
+
+
 def render_face(image: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
                 matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
     """One face's rendering (crop space: `motion` (S,S,2) in fractions of the side, `mask` (S,S)

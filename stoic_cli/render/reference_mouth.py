@@ -1,0 +1,137 @@
+"""A transfer's new mouth taken from the reference photo itself.
+
+A smile that opens shows teeth the input photo does not have, and the renderer's fill draws them
+as a pink blur. The reference photo has them: both faces are aligned to the same template, so
+the reference's mouth (lips, teeth, the dark inside) lies where the edited face's mouth goes.
+It is blended into the rendered face in the gradient domain (Poisson), so it takes the face's
+own skin tone and light at its border, inside a feathered mask around the reference's lips
+(from its mouth corners), leaving the cheeks, a moustache's top and the chin as the renderer
+leaves them. The blend's correction is smooth, so it is solved on the crop; the pixels it
+corrects are the reference photo's own, read at the output photo's resolution."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stoic_cli.face.alignment import invert, transform_points
+from stoic_cli.face.resample import cast, sample
+from stoic_cli.render.imageops import blur, poisson_blend, sample_cubic
+from stoic_cli.render.lips import interior_mask
+from stoic_cli.render.pasteback import render_face
+
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
+OPEN_PIXELS = 0.0035  # of the crop's area, teeth or mouth interior showing: an open mouth (a parted seam is less)
+
+
+@dataclass(frozen=True)
+class MouthGeometry:
+    """The mask around the reference's mouth, from its two corners (MTCNN's, in crop pixels):
+    an ellipse along the line between them, in fractions of the corners' distance."""
+    beyond: float = 0.15  # past each corner (the corner's shadow)
+    above: float = 0.30  # up to the upper lip's top, above the corners' line
+    below: float = 0.42  # down to the lower lip's bottom (an open mouth hangs lower)
+    feather: float = 0.06
+
+
+def mouth_region(size: int, corners: np.ndarray, geometry: MouthGeometry = MouthGeometry()) -> np.ndarray:
+    """(S, S) float 0..1: a feathered half-ellipse above and below the line between the mouth's
+    corners ((2, 2) crop pixels, left then right), covering the lips and what lies between."""
+    left, right = np.asarray(corners, np.float32)
+    width = float(np.linalg.norm(right - left))
+    along = (right - left) / max(width, 1e-6)
+    down = np.array([-along[1], along[0]], np.float32)  # image y points down
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    dx, dy = xx - (left[0] + right[0]) / 2, yy - (left[1] + right[1]) / 2
+    u = (dx * along[0] + dy * along[1]) / (width * (0.5 + geometry.beyond))
+    v = (dx * down[0] + dy * down[1]) / (width * np.where(dx * down[0] + dy * down[1] < 0, geometry.above, geometry.below))
+    inside = (u * u + v * v <= 1).astype(np.float32)
+    return blur(inside, geometry.feather * width)
+
+
+@dataclass(frozen=True)
+class ReferenceMouth:
+    """What a transfer takes from its reference photo: the aligned crop (for the blend), its
+    mouth corners in crop pixels, and the photo's own pixels around the mouth with the affine
+    map from crop pixels into them (the mouth is pasted from those, at the photo's resolution,
+    not the crop's)."""
+    crop: np.ndarray
+    corners: np.ndarray  # (2, 2) left, right
+    patch: np.ndarray  # uint8 (h, w, 3): the reference photo around the mouth
+    crop_to_patch: np.ndarray  # (2, 3)
+
+    @classmethod
+    def cut(cls, rgb: np.ndarray, crop: np.ndarray, matrix: np.ndarray, corners: np.ndarray,
+            geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth | None":
+        """From the reference photo, its aligned crop and the photo -> crop matrix; None for a
+        closed mouth (nothing appears that the face lacks: the renderer moves its own lips)."""
+        if interior_mask(crop).sum() < OPEN_PIXELS * crop.shape[0] ** 2:
+            return None
+        region = mouth_region(crop.shape[0], corners, geometry) > 0.02
+        ys, xs = np.nonzero(region)
+        to_photo = invert(matrix)
+        box = np.array([[xs.min() - 2, ys.min() - 2], [xs.max() + 2, ys.min() - 2],
+                        [xs.min() - 2, ys.max() + 2], [xs.max() + 2, ys.max() + 2]], np.float64)
+        seen = transform_points(box, to_photo)
+        h, w = rgb.shape[:2]
+        x0, y0 = np.clip(np.floor(seen.min(0)).astype(int) - 2, 0, [w, h])
+        x1, y1 = np.clip(np.ceil(seen.max(0)).astype(int) + 3, 0, [w, h])
+        crop_to_patch = to_photo.copy()
+        crop_to_patch[:, 2] -= (x0, y0)
+        return cls(crop, np.asarray(corners, np.float64), np.ascontiguousarray(rgb[y0:y1, x0:x1, :3]), crop_to_patch)
+
+
+@dataclass(frozen=True)
+class MouthLayer:
+    """A reference's mouth blended into one face, in crop space: its weight, and the smooth
+    correction (Poisson's membrane) that gives the reference's pixels the face's tone."""
+    mouth: ReferenceMouth
+    weight: np.ndarray  # (S, S) 0..1
+    correction: np.ndarray  # (S, S, 3) added to the reference's pixels
+
+    def on_crop(self, rendered: np.ndarray) -> np.ndarray:
+        """The layer over a rendered crop (uint8), at the crop's resolution (for sheets)."""
+        w = self.weight[..., None]
+        value = np.asarray(self.mouth.crop, np.float32) + self.correction
+        return np.clip(np.rint(rendered * (1 - w) + value * w), 0, 255).astype(np.uint8)
+
+    def paste(self, image: np.ndarray, matrix: np.ndarray) -> None:
+        """Into the photo (uint8, in place; `matrix` maps it to this face's crop): each photo
+        pixel under the layer reads the reference photo where its crop position lies there."""
+        ys, xs = np.nonzero(self.weight > 1e-3)
+        if xs.size == 0:
+            return
+        box = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
+                        [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
+        seen = transform_points(box, invert(matrix))
+        h, w = image.shape[:2]
+        x0, y0 = np.clip(np.floor(seen.min(0)).astype(int), 0, [w, h])
+        x1, y1 = np.clip(np.ceil(seen.max(0)).astype(int) + 1, 0, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            return
+        py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        cx = matrix[0, 0] * px + matrix[0, 1] * py + matrix[0, 2]
+        cy = matrix[1, 0] * px + matrix[1, 1] * py + matrix[1, 2]
+        weight = sample(self.weight, cx, cy, "constant")[..., None]
+        a = self.mouth.crop_to_patch
+        value = sample_cubic(self.mouth.patch, a[0, 0] * cx + a[0, 1] * cy + a[0, 2], a[1, 0] * cx + a[1, 1] * cy + a[1, 2])
+        value += np.moveaxis(sample(self.correction, cx, cy, "replicate"), 0, -1)
+        region = image[y0:y1, x0:x1, :3].astype(np.float32)
+        image[y0:y1, x0:x1, :3] = cast(region * (1 - weight) + value * weight, image.dtype)
+
+
+def reference_mouth_layer(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
+                          mouth: ReferenceMouth, geometry: MouthGeometry = MouthGeometry()) -> MouthLayer | None:
+    """The reference's mouth blended into one face's rendering (crop space, as `render_face`
+    takes it; both crops aligned alike): None when the mouth lies at the crop's edge."""
+    if mouth.crop.shape != crop.shape:
+        raise ValueError(f"reference crop {mouth.crop.shape} does not match the face's {crop.shape}")
+    size = crop.shape[0]
+    region = mouth_region(size, mouth.corners, geometry)
+    hard = region > 0.02
+    ys, xs = np.nonzero(hard)
+    if xs.size == 0 or xs.min() < 1 or ys.min() < 1 or xs.max() > size - 2 or ys.max() > size - 2:
+        return None  # nothing around it to blend it into
+    reference = np.asarray(mouth.crop, np.float32)
+    blended = poisson_blend(reference, render_face(crop, motion, mask, fill, IDENTITY), hard)
+    return MouthLayer(mouth, (region * hard).astype(np.float32), (blended - reference).astype(np.float32))

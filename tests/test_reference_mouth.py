@@ -1,0 +1,66 @@
+"""A transfer's mouth from the reference photo (stoic_cli.render.reference_mouth): taken only
+when it is open, blended in the face's tone, pasted at the output photo's resolution."""
+import numpy as np
+
+from stoic_cli.render.reference_mouth import ReferenceMouth, mouth_region, reference_mouth_layer
+from tests.test_lips import SIZE, mouth
+
+CORNERS = np.array([[0.40 * SIZE, 0.68 * SIZE], [0.60 * SIZE, 0.68 * SIZE]])
+HALF = np.array([[0.5, 0, 0], [0, 0.5, 0]], np.float64)  # a photo twice the crop's size -> crop
+
+
+def upscaled(crop: np.ndarray) -> np.ndarray:
+    return np.repeat(np.repeat(crop, 2, 0), 2, 1)
+
+
+def still_face(tone: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A plain crop of skin at `tone` and an empty rendering of it."""
+    crop = np.full((SIZE, SIZE, 3), (tone, tone - 40, tone - 70), np.uint8)
+    return crop, np.zeros((SIZE, SIZE, 2), np.float32), np.zeros((SIZE, SIZE), np.float32), np.zeros((SIZE, SIZE, 3), np.float32)
+
+
+def test_the_region_covers_the_lips_between_the_corners_only():
+    region = mouth_region(SIZE, CORNERS)
+    y, x0, x1 = int(0.68 * SIZE), int(0.40 * SIZE), int(0.60 * SIZE)
+    assert region[y, x0:x1].min() > 0.9 and region[y - 6:y + 7, SIZE // 2].min() > 0.9
+    assert region[: int(0.58 * SIZE)].max() < 0.01 and region[int(0.8 * SIZE):].max() < 0.01
+    assert region[:, : int(0.34 * SIZE)].max() < 0.01
+
+
+def test_only_an_open_mouth_is_taken():
+    assert ReferenceMouth.cut(upscaled(mouth(0)), mouth(0), HALF, CORNERS) is None
+    ref = ReferenceMouth.cut(upscaled(mouth(12)), mouth(12), HALF, CORNERS)
+    assert ref is not None
+    # The patch is the photo's own pixels: crop pixel (x, y) is photo pixel (2x, 2y).
+    assert ref.patch.shape[0] > 2 * 20 and np.allclose(ref.crop_to_patch[:, :2], 2 * np.eye(2))
+
+
+def test_the_mouth_takes_the_faces_tone_and_shows_the_references_teeth():
+    open_mouth = mouth(12)
+    ref = ReferenceMouth.cut(upscaled(open_mouth), open_mouth, HALF, CORNERS)
+    crop, motion, mask, fill = still_face(150)  # darker skin than the reference's
+    layer = reference_mouth_layer(crop, motion, mask, fill, ref)
+    out = layer.on_crop(crop).astype(np.float32)
+    y = int(0.68 * SIZE)
+    assert out[y - 3, SIZE // 2].sum() > crop[y, SIZE // 2].astype(np.float32).sum() + 150, "teeth, brighter than skin"
+    assert np.array_equal(out[: int(0.58 * SIZE)], crop[: int(0.58 * SIZE)]), "nothing changes away from the mouth"
+    edge = (layer.weight > 0.05) & (layer.weight < 0.3)
+    assert np.abs(out[edge] - crop[edge]).mean() < 6, "at the mask's edge the face's own tone"
+
+
+def test_the_paste_reads_the_reference_photo_at_the_output_resolution():
+    open_mouth = mouth(12, seed=4)
+    photo_ref = upscaled(open_mouth)
+    photo_ref[1::2, 1::2] = 255 - photo_ref[1::2, 1::2] // 4  # detail only the photo holds, not the crop
+    ref = ReferenceMouth.cut(photo_ref, open_mouth, HALF, CORNERS)
+    crop, motion, mask, fill = still_face(190)
+    layer = reference_mouth_layer(crop, motion, mask, fill, ref)
+    photo = upscaled(crop)
+    before = photo.copy()
+    layer.paste(photo, HALF)
+    changed = np.any(photo != before, axis=-1)
+    assert changed.any() and not changed[: int(2 * 0.58 * SIZE)].any() and not changed[int(2 * 0.8 * SIZE):].any()
+    y, x = 2 * int(0.68 * SIZE) - 4, SIZE
+    patch = photo[y - 8:y + 8, x - 8:x + 8].astype(np.float32)
+    # Neighbouring photo pixels alternate as the reference photo's do: its resolution, not the crop's.
+    assert np.abs(np.diff(patch, axis=1)).mean() > 20
