@@ -20,7 +20,7 @@ from stoic_cli.face.alignment import align_face, encoder_sized, transform_points
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
 from stoic_cli.render.lips import close_lips
-from stoic_cli.render.pasteback import grey_like, render_face
+from stoic_cli.render.pasteback import grey_like, render_face, settled
 from stoic_cli.render.reference_mouth import MouthLayer, ReferenceMouth, reference_mouth_layer
 from stoic_cli.runtime.models import FaceModels
 
@@ -109,7 +109,7 @@ class Pipeline:
             out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
             edits = []
             for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
-                parts = rendering.motion[i], rendering.mask[i], grey_like(crop, rendering.fill[i])
+                parts = settled(rendering.motion[i], edit.settle), rendering.mask[i], grey_like(crop, rendering.fill[i])
                 if edit.lip_closing > 0:
                     parts = close_lips(crop, *parts, amount=edit.lip_closing)
                 layer = None if edit.mouth_source is None else reference_mouth_layer(crop, *parts, edit.mouth_source)

@@ -184,3 +184,15 @@ def test_a_greyscale_photo_gets_a_grey_fill(london_rgb):
     made = grey_like(grey, fill)
     assert np.ptp(made, axis=-1).max() < 1e-3
     assert abs(float(made[0, 0, 0]) - (0.299 * 200 + 0.587 * 120 + 0.114 * 90)) < 0.5
+
+
+def test_settled_motion_keeps_big_moves_and_stills_small_ones():
+    from stoic_cli.render.pasteback import settled
+
+    motion = np.zeros((4, 4, 2), np.float32)
+    motion[0, 0] = (0.5 / 256, 0)  # half a pixel: the renderer's noise
+    motion[1, 1] = (3 / 256, 4 / 256)  # five pixels
+    out = settled(motion, 1 / 256)
+    assert not out[0, 0].any() and not out[2:].any()
+    assert np.allclose(out[1, 1], np.array([3, 4]) / 256 * (4 / 5)), "one pixel shorter, same direction"
+    assert settled(motion, 0) is motion

@@ -21,6 +21,9 @@ class Edit(Protocol):
     # How far the lips close over what lies between them after rendering (0..1): a neutral
     # face's lips meet, so only neutralize closes them (stoic_cli.render.lips).
     lip_closing: float
+    # Motions shorter than this (fractions of the crop's side) are left out: on a face already
+    # near its target the renderer still moves every pixel a little, which only blurs who it is.
+    settle: float
     # What the edited face takes of a reference photo's own mouth (a transfer's), or None.
     mouth_source: object | None
 
@@ -57,6 +60,7 @@ class Neutralize:
         self.STRENGTH.check("--strength", self.strength)
 
     mouth_source = None
+    settle = 1.0 / 256  # a pixel of the renderer's crop: a neutral photo stays itself
 
     @property
     def lip_closing(self) -> float:
@@ -98,6 +102,7 @@ class Transfer:
     alpha: float = 1.0
     name: str = field(default="transfer", init=False)
     lip_closing: float = field(default=0.0, init=False)
+    settle: float = field(default=0.0, init=False)
 
     def __post_init__(self):
         self.ALPHA.check("--alpha", self.alpha)
@@ -130,6 +135,7 @@ class AttributeEdit:
     force: bool = False
     name: str = field(default="edit", init=False)
     lip_closing: float = field(default=0.0, init=False)
+    settle: float = field(default=0.0, init=False)  # small amounts must still move
     mouth_source = None
 
     def __post_init__(self):

@@ -60,6 +60,15 @@ def grey_like(crop: np.ndarray, fill: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, -1).astype(np.float32)
 
 
+def settled(motion: np.ndarray, least: float) -> np.ndarray:
+    """The motion with every vector shortened by `least` (none reverses): what moves less
+    than that stays still, bigger motions keep their direction."""
+    if least <= 0:
+        return motion
+    length = np.linalg.norm(motion, axis=-1, keepdims=True)
+    return (motion * np.clip(1 - least / np.maximum(length, 1e-12), 0, 1)).astype(np.float32)
+
+
 def render_face(image: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
                 matrix: np.ndarray, inplace: bool = False) -> np.ndarray:
     """One face's rendering (crop space: `motion` (S,S,2) in fractions of the side, `mask` (S,S)
