@@ -20,11 +20,10 @@ from stoic_cli.face.alignment import align_face, encoder_sized, transform_points
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
 from stoic_cli.render.lips import close_lips
-from stoic_cli.render.pasteback import grey_like, render_face, settled
+from stoic_cli.render.pasteback import IDENTITY, grey_like, render_face, settled
 from stoic_cli.render.reference_mouth import MouthLayer, ReferenceMouth, reference_mouth_layer
 from stoic_cli.runtime.models import FaceModels
 
-IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 _STAGE_LOCK = threading.Lock()
 
 

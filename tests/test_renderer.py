@@ -36,7 +36,7 @@ def test_shipped_renderer_onnx_matches_pytorch_on_real_crops(shipped_models, cro
 def test_equal_codes_leave_the_face_as_it_is(crops_and_codes):
     """Asked for no change, the renderer moves almost nothing and draws almost nothing."""
     from stoic_cli.render.pasteback import face_mask, render_face
-    from stoic_cli.pipeline import IDENTITY
+    from stoic_cli.render.pasteback import IDENTITY
 
     models, crops, z, _ = crops_and_codes
     r = models.render(crops, z, z)

@@ -9,20 +9,19 @@ and jaw come up (a mouth closes mostly by the jaw). The result is a vertical mot
 space, composed with the renderer's own (`close_lips`), so the full-resolution paste-back moves
 real lip texture as it does everything else.
 
-Not in the editing path yet: on the validation people it closes open smiles into real-looking
-lips, but with the renderer's fill kept it softens the mouth, and with the fill kept out of the
-mouth the smile judge reads less of each smile removed (docs/experiments.md, session 35)."""
+Neutralize runs it after the renderer (the pipeline): the fill is kept off the lips where lips
+are found, the lips are closed, and a smile's lifted corners are lowered (stoic_cli.render
+.corners), all as motion of the photo's own pixels (docs/experiments.md, sessions 35 - 36)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from stoic_cli.render.imageops import any_within, blur, close, components, grey, redness, remap
 from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line
-from stoic_cli.render.pasteback import render_face
+from stoic_cli.render.imageops import any_within, blur, close, components, grey, redness, remap
+from stoic_cli.render.pasteback import IDENTITY, render_face
 
-IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 
 
 @dataclass(frozen=True)

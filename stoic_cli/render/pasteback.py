@@ -14,6 +14,9 @@ from stoic_cli.face.alignment import crop_region, face_ellipse, invert
 from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample
 
 
+IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop: render a crop onto itself
+
+
 def _read_only(mask: np.ndarray) -> np.ndarray:
     mask.setflags(write=False)  # cached and shared between faces and callers
     return mask

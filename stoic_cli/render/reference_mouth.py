@@ -18,9 +18,8 @@ from stoic_cli.face.alignment import invert, transform_points
 from stoic_cli.face.resample import cast, sample
 from stoic_cli.render.imageops import blur, poisson_blend, sample_cubic
 from stoic_cli.render.lips import interior_mask
-from stoic_cli.render.pasteback import render_face
+from stoic_cli.render.pasteback import IDENTITY, render_face
 
-IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop
 OPEN_PIXELS = 0.0035  # of the crop's area, teeth or mouth interior showing: an open mouth (a parted seam is less)
 
 
