@@ -109,8 +109,8 @@ class Transfer:
 
     @property
     def mouth_source(self) -> object | None:
-        """The reference's open mouth, which a transfer that reaches its expression (alpha 1 or
-        more) takes; a partial transfer (strips, GIFs), or a reference without expression (a zero
+        """The reference's mouth, which a transfer that reaches its expression (alpha 1 or more)
+        takes; a partial transfer (strips, GIFs), or a reference without expression (a zero
         displacement), keeps the face's own mouth as the renderer moves it."""
         if self.alpha < 1.0 or not np.any(self.reference.displacement):
             return None

@@ -17,10 +17,8 @@ import numpy as np
 from stoic_cli.face.alignment import invert, transform_points
 from stoic_cli.face.resample import cast, sample
 from stoic_cli.render.imageops import blur, poisson_blend, sample_cubic
-from stoic_cli.render.lips import interior_mask
 from stoic_cli.render.pasteback import IDENTITY, render_face
 
-OPEN_PIXELS = 0.0035  # of the crop's area, teeth or mouth interior showing: an open mouth (a parted seam is less)
 
 
 @dataclass(frozen=True)
@@ -61,11 +59,10 @@ class ReferenceMouth:
 
     @classmethod
     def cut(cls, rgb: np.ndarray, crop: np.ndarray, matrix: np.ndarray, corners: np.ndarray,
-            geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth | None":
-        """From the reference photo, its aligned crop and the photo -> crop matrix; None for a
-        closed mouth (nothing appears that the face lacks: the renderer moves its own lips)."""
-        if interior_mask(crop).sum() < OPEN_PIXELS * crop.shape[0] ** 2:
-            return None
+            geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth":
+        """From the reference photo, its aligned crop and the photo -> crop matrix. A closed
+        smile is taken too: the renderer's motion alone hardly lifts a face's own lips (sessions
+        36's closed-mouth references added no smile on London), the reference's lips do."""
         region = mouth_region(crop.shape[0], corners, geometry) > 0.02
         ys, xs = np.nonzero(region)
         to_photo = invert(matrix)
