@@ -56,11 +56,11 @@ class Neutralize:
     strength: float = 1.0
     name: str = field(default="neutralize", init=False)
 
-    def __post_init__(self):
-        self.STRENGTH.check("--strength", self.strength)
-
     mouth_source = None
     settle = 1.0 / 256  # a pixel of the renderer's crop: a neutral photo stays itself
+
+    def __post_init__(self):
+        self.STRENGTH.check("--strength", self.strength)
 
     @property
     def lip_closing(self) -> float:

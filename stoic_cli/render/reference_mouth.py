@@ -1,8 +1,9 @@
 """A transfer's new mouth taken from the reference photo itself.
 
 A smile that opens shows teeth the input photo does not have, and the renderer's fill draws them
-as a pink blur. The reference photo has them: both faces are aligned to the same template, so
-the reference's mouth (lips, teeth, the dark inside) lies where the edited face's mouth goes.
+as a pink blur; a closed smile's lips the renderer's motion hardly lifts. The reference photo
+has both: the two faces are aligned to the same template, so the reference's mouth (lips, and
+teeth and the dark inside when open) lies where the edited face's mouth goes.
 It is blended into the rendered face in the gradient domain (Poisson), so it takes the face's
 own skin tone and light at its border, inside a feathered mask around the reference's lips
 (from its mouth corners), leaving the cheeks, a moustache's top and the chin as the renderer
@@ -18,7 +19,6 @@ from stoic_cli.face.alignment import invert, transform_points
 from stoic_cli.face.resample import cast, sample
 from stoic_cli.render.imageops import blur, poisson_blend, sample_cubic
 from stoic_cli.render.pasteback import IDENTITY, render_face
-
 
 
 @dataclass(frozen=True)
