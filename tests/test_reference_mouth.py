@@ -62,3 +62,17 @@ def test_the_paste_reads_the_reference_photo_at_the_output_resolution():
     patch = photo[y - 8:y + 8, x - 8:x + 8].astype(np.float32)
     # Neighbouring photo pixels alternate as the reference photo's do: its resolution, not the crop's.
     assert np.abs(np.diff(patch, axis=1)).mean() > 20
+
+
+def test_the_references_lips_take_the_faces_own_lip_colour():
+    open_mouth = mouth(12, seed=5)  # red lips (170, 60, 70)
+    ref = ReferenceMouth.cut(upscaled(open_mouth), open_mouth, HALF, CORNERS)
+    face = mouth(0, seed=6).astype(np.float32)
+    lips = np.abs(face - np.array((170, 60, 70))).sum(-1) < 40
+    face[lips] = face[lips] * 0.6 + np.array((120, 30, 60)) * 0.4  # the face's own, darker and bluer lips
+    face = face.astype(np.uint8)
+    motion, mask, fill = np.zeros((SIZE, SIZE, 2), np.float32), np.zeros((SIZE, SIZE), np.float32), np.zeros((SIZE, SIZE, 3), np.float32)
+    out = reference_mouth_layer(face, motion, mask, fill, ref).on_crop(face).astype(np.float32)
+    ref_lips = np.abs(open_mouth.astype(np.float32) - np.array((170, 60, 70))).sum(-1) < 40
+    own_colour = face[lips].astype(np.float32).mean(0)
+    assert np.abs(out[ref_lips].mean(0) - own_colour).max() < 12, (out[ref_lips].mean(0), own_colour)

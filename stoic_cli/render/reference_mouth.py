@@ -17,8 +17,11 @@ import numpy as np
 
 from stoic_cli.face.alignment import invert, transform_points
 from stoic_cli.face.resample import cast, sample
-from stoic_cli.render.imageops import blur, poisson_blend, sample_cubic
+from stoic_cli.render.imageops import blur, poisson_blend, redness, sample_cubic
 from stoic_cli.render.pasteback import IDENTITY, render_face
+
+
+MIN_LIP_PIXELS = 30  # fewer lip pixels than this found: no colour to match
 
 
 @dataclass(frozen=True)
@@ -130,4 +133,22 @@ def reference_mouth_layer(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray
         return None  # nothing around it to blend it into
     reference = np.asarray(mouth.crop, np.float32)
     blended = poisson_blend(reference, render_face(crop, motion, mask, fill, IDENTITY), hard)
+    # The blend matches the skin at the border, not the lips: a darker reference's lips would
+    # come out pale on a lighter face. They take the face's own lip colour, keeping their texture.
+    theirs, own = lip_pixels(mouth.crop, region), lip_pixels(crop, region)
+    if theirs.sum() >= MIN_LIP_PIXELS and own.sum() >= MIN_LIP_PIXELS:
+        shift = np.asarray(crop, np.float32)[own].mean(0) - blended[theirs].mean(0)
+        weight = np.maximum(theirs, blur(theirs.astype(np.float32), 1.0))  # all of it on the lips, feathered off them
+        blended += weight[..., None] * shift
     return MouthLayer(mouth, (region * hard).astype(np.float32), (blended - reference).astype(np.float32))
+
+
+def lip_pixels(crop: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(S, S) bool: the lips inside the mouth region, the pixels redder (LAB a*) than the rest
+    of it."""
+    inside = region > 0.5
+    red = redness(crop)
+    values = red[inside]
+    if values.size == 0:
+        return inside
+    return inside & ((red - np.median(values)) / (values.std() + 1e-3) > 0.5)
