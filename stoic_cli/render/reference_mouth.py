@@ -17,11 +17,12 @@ import numpy as np
 
 from stoic_cli.face.alignment import invert, transform_points
 from stoic_cli.face.resample import cast, sample
-from stoic_cli.render.imageops import blur, poisson_blend, redness, sample_cubic
+from stoic_cli.render.imageops import blur, close, components, poisson_blend, redness, sample_cubic
 from stoic_cli.render.pasteback import IDENTITY, render_face
 
 
-MIN_LIP_PIXELS = 30  # fewer lip pixels than this found: no colour to match
+MIN_LIP_PIXELS = 30  # fewer lip pixels than this found: no lips to take or match
+MIN_LIP_CONTRAST = 4.5  # LAB a* the reddest pixels must lie above the region's median to be taken as lips
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,16 @@ class ReferenceMouth:
     @classmethod
     def cut(cls, rgb: np.ndarray, crop: np.ndarray, matrix: np.ndarray, corners: np.ndarray,
             geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth":
-        """From the reference photo, its aligned crop and the photo -> crop matrix. A closed
-        smile is taken too: the renderer's motion alone hardly lifts a face's own lips (sessions
-        36's closed-mouth references added no smile on London), the reference's lips do."""
-        region = mouth_region(crop.shape[0], corners, geometry) > 0.02
+        """From the reference photo, its aligned crop and the photo -> crop matrix; None when its
+        lips are not clearly found (a moustache, lips hardly redder than the skin): pasted, such a
+        mouth comes out a pale ghost. A closed smile is taken: the renderer's motion alone hardly
+        lifts a face's own lips, the reference's lips do."""
+        soft = mouth_region(crop.shape[0], corners, geometry)
+        red = redness(crop)[soft > 0.5]
+        # The reddest twentieth of the region against its median: the lips against the skin.
+        if red.size == 0 or np.percentile(red, 95) - np.median(red) < MIN_LIP_CONTRAST:
+            return None
+        region = soft > 0.02
         ys, xs = np.nonzero(region)
         to_photo = invert(matrix)
         box = np.array([[xs.min() - 2, ys.min() - 2], [xs.max() + 2, ys.min() - 2],
@@ -135,20 +142,46 @@ def reference_mouth_layer(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray
     blended = poisson_blend(reference, render_face(crop, motion, mask, fill, IDENTITY), hard)
     # The blend matches the skin at the border, not the lips: a darker reference's lips would
     # come out pale on a lighter face. They take the face's own lip colour, keeping their texture.
-    theirs, own = lip_pixels(mouth.crop, region), lip_pixels(crop, region)
+    theirs, own = lip_pixels(mouth.crop, mouth.corners, region), lip_pixels(crop, mouth.corners, region)
     if theirs.sum() >= MIN_LIP_PIXELS and own.sum() >= MIN_LIP_PIXELS:
         shift = np.asarray(crop, np.float32)[own].mean(0) - blended[theirs].mean(0)
-        weight = np.maximum(theirs, blur(theirs.astype(np.float32), 1.0))  # all of it on the lips, feathered off them
-        blended += weight[..., None] * shift
+        # Applied by how lip-like each pixel is (its redness against the region's skin, smoothed),
+        # so both lips shift whole and no speck of reddish skin stands out.
+        blended += lip_weight(mouth.crop, region)[..., None] * shift
     return MouthLayer(mouth, (region * hard).astype(np.float32), (blended - reference).astype(np.float32))
 
 
-def lip_pixels(crop: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """(S, S) bool: the lips inside the mouth region, the pixels redder (LAB a*) than the rest
-    of it."""
+def lip_pixels(crop: np.ndarray, corners: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(S, S) bool: the lips in the mouth region: pixels clearly redder (LAB a*) than the rest of
+    it, in blobs around the line between the corners (reddish skin above the upper lip or on the
+    chin lies further off), small specks left out."""
     inside = region > 0.5
     red = redness(crop)
     values = red[inside]
     if values.size == 0:
         return inside
-    return inside & ((red - np.median(values)) / (values.std() + 1e-3) > 0.5)
+    lip = close(inside & ((red - np.median(values)) / (values.std() + 1e-3) > 1.0))
+    labels, stats = components(lip)
+    left, right = np.asarray(corners, np.float64)
+    width = float(np.linalg.norm(right - left))
+    line_y = (left[1] + right[1]) / 2
+    largest = max((area for *_, area in stats), default=0)
+    keep = np.zeros_like(lip)
+    for k, (x, y, w, h, area) in enumerate(stats, 1):
+        centre_y = float(np.mean(np.nonzero(labels == k)[0]))
+        if area >= 0.15 * largest and abs(centre_y - line_y) < 0.22 * width:
+            keep |= labels == k
+    return keep
+
+
+def lip_weight(crop: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(S, S) float 0..1: how lip-like each pixel of the mouth region is, from its redness
+    (LAB a*) between the region's median (skin, 0) and a standard deviation above it (lip, 1),
+    smoothed; 0 outside the region."""
+    inside = region > 0.5
+    red = redness(crop)
+    values = red[inside]
+    if values.size == 0:
+        return np.zeros(region.shape, np.float32)
+    lipness = np.clip((red - np.median(values)) / (values.std() + 1e-3), 0, 1)
+    return (blur(lipness, 1.5) * np.clip(region, 0, 1)).astype(np.float32)
