@@ -21,7 +21,7 @@ from stoic_cli.render.imageops import blur, close, components, poisson_blend, re
 from stoic_cli.render.pasteback import IDENTITY, render_face
 
 
-MIN_LIP_PIXELS = 30  # fewer lip pixels than this found: no lips to take or match
+MIN_LIP_PIXELS = 30  # fewer lip pixels than this found: no lip colour to match
 MIN_LIP_CONTRAST = 4.5  # LAB a* the reddest pixels must lie above the region's median to be taken as lips
 
 
@@ -63,7 +63,7 @@ class ReferenceMouth:
 
     @classmethod
     def cut(cls, rgb: np.ndarray, crop: np.ndarray, matrix: np.ndarray, corners: np.ndarray,
-            geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth":
+            geometry: MouthGeometry = MouthGeometry()) -> "ReferenceMouth | None":
         """From the reference photo, its aligned crop and the photo -> crop matrix; None when its
         lips are not clearly found (a moustache, lips hardly redder than the skin): pasted, such a
         mouth comes out a pale ghost. A closed smile is taken: the renderer's motion alone hardly
