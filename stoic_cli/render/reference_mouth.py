@@ -167,10 +167,10 @@ def lip_pixels(crop: np.ndarray, corners: np.ndarray, region: np.ndarray) -> np.
     line_y = (left[1] + right[1]) / 2
     largest = max((area for *_, area in stats), default=0)
     keep = np.zeros_like(lip)
-    for k, (x, y, w, h, area) in enumerate(stats, 1):
-        centre_y = float(np.mean(np.nonzero(labels == k)[0]))
-        if area >= 0.15 * largest and abs(centre_y - line_y) < 0.22 * width:
-            keep |= labels == k
+    for k, (*_, area) in enumerate(stats, 1):
+        blob = labels == k
+        if area >= 0.15 * largest and abs(float(np.nonzero(blob)[0].mean()) - line_y) < 0.22 * width:
+            keep |= blob
     return keep
 
 
