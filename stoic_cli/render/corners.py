@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stoic_cli.render.imageops import blur, close, grey, redness
+from stoic_cli.render.imageops import blur, close, grey, in_pixels, redness
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def lip_line(crop: np.ndarray, geometry: CornerGeometry = CornerGeometry()):
     column holding enough lip (redder, LAB a*, than the mouth box), the darkest row between its
     first and last lip row. Only the run of columns through the middle counts."""
     size = crop.shape[0]
-    x0, y0, x1, y1 = (int(round(v * size)) for v in geometry.box)
+    x0, y0, x1, y1 = in_pixels(geometry.box, size)
     patch = crop[y0:y1, x0:x1]
     red = redness(patch)
     lip = (red - np.median(red)) / (red.std() + 1e-3) > 0.5
@@ -102,6 +102,5 @@ def corner_sources(crop: np.ndarray, amount: float = 1.0, geometry: CornerGeomet
     # Inwards: each output column reads from further out, by the corners' lowering at the
     # corners and in proportion nearer the middle.
     narrow = min(geometry.narrow_per_lift * lift / half, geometry.most_narrow)
-    across = np.clip(1 - beyond / (geometry.reach_side * size), 0, 1)
-    source_x = xs + (xs - middle) * narrow * across * vertical
+    source_x = xs + (xs - middle) * narrow * side * vertical
     return source_x.astype(np.float32), source_y.astype(np.float32)

@@ -8,6 +8,11 @@ import numpy as np
 from stoic_cli.face.resample import gaussian_blur, sample
 
 
+def in_pixels(box: tuple[float, ...], size: int) -> tuple[int, ...]:
+    """A box given in fractions of a crop's side, in that crop's pixels (the same order)."""
+    return tuple(int(round(v * size)) for v in box)
+
+
 def grey(rgb: np.ndarray) -> np.ndarray:
     """Luma (ITU-R BT.601, as cv2.COLOR_RGB2GRAY) of an RGB image, float32 0..255."""
     return (np.asarray(rgb, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
@@ -122,14 +127,11 @@ def poisson_blend(source: np.ndarray, target: np.ndarray, inside: np.ndarray, st
 
     def laplacian(f):  # 4-neighbour, on the unknowns only (the border is held at zero here)
         g = np.where(m[..., None], f, 0)
-        lap = 4 * g
-        lap[1:] -= g[:-1]
-        lap[:-1] -= g[1:]
-        lap[:, 1:] -= g[:, :-1]
-        lap[:, :-1] -= g[:, 1:]
-        return np.where(m[..., None], lap, 0)
-    # A x = b with A the negative Laplacian on the unknowns and b the border's pull on them.
-    b = -laplacian_of_known(known, m)
+        return np.where(m[..., None], _minus_neighbours(4 * g, g), 0)
+    # A x = b with A the negative Laplacian on the unknowns and b the border's pull on them:
+    # the sum of each unknown's fixed (border) neighbours.
+    k = np.where(m[..., None], 0, known)
+    b = -np.where(m[..., None], _minus_neighbours(np.zeros_like(k), k), 0)
     x = np.zeros_like(b)
     r = b - laplacian(x)
     p = r.copy()
@@ -150,16 +152,14 @@ def poisson_blend(source: np.ndarray, target: np.ndarray, inside: np.ndarray, st
     return out
 
 
-def laplacian_of_known(known: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """The 4-neighbour Laplacian's part that comes from the fixed (border) values, at the
-    unknowns: minus the sum of each unknown's known neighbours."""
-    k = np.where(m[..., None], 0, known)
-    pull = np.zeros_like(k)
-    pull[1:] -= k[:-1]
-    pull[:-1] -= k[1:]
-    pull[:, 1:] -= k[:, :-1]
-    pull[:, :-1] -= k[:, 1:]
-    return np.where(m[..., None], pull, 0)
+def _minus_neighbours(start: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """`start` (changed in place) less the sum of each pixel's four neighbours in `f` (zero beyond
+    the edge)."""
+    start[1:] -= f[:-1]
+    start[:-1] -= f[1:]
+    start[:, 1:] -= f[:, :-1]
+    start[:, :-1] -= f[:, 1:]
+    return start
 
 
 def sample_cubic(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line
-from stoic_cli.render.imageops import any_within, blur, close, components, grey, redness, remap
+from stoic_cli.render.imageops import any_within, blur, close, components, grey, in_pixels, redness, remap
 from stoic_cli.render.pasteback import IDENTITY, render_face
-
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
     red, and lie between lips above and below. Only the component around the mouth's middle
     counts, so nostrils and shadows elsewhere never do."""
     size = crop.shape[0]
-    x0, y0, x1, y1 = _in_pixels(geometry.box, size)
+    x0, y0, x1, y1 = in_pixels(geometry.box, size)
     red = redness(crop[y0:y1, x0:x1])
     z_red = (red - np.median(red)) / (red.std() + 1e-3)
     lip = z_red > 0.3
@@ -182,11 +181,8 @@ def compose(motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, source_x: np
 
 def mouth_box(size: int, box: tuple[float, float, float, float]) -> np.ndarray:
     """(S, S) float 0..1: the box (fractions of the side) with feathered edges."""
-    x0, y0, x1, y1 = _in_pixels(box, size)
+    x0, y0, x1, y1 = in_pixels(box, size)
     inside = np.zeros((size, size), np.float32)
     inside[y0:y1, x0:x1] = 1
     return blur(inside, 0.016 * size)
 
-
-def _in_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, ...]:
-    return tuple(int(round(v * size)) for v in box)

@@ -12,6 +12,7 @@ import numpy as np
 
 from stoic_cli.face.alignment import crop_region, face_ellipse, invert
 from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample
+from stoic_cli.render.imageops import grey
 
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop: render a crop onto itself
@@ -59,8 +60,7 @@ def grey_like(crop: np.ndarray, fill: np.ndarray) -> np.ndarray:
     with skin-coloured lips and cheeks drawn into it."""
     if not colourless(crop):
         return fill
-    grey = fill @ np.array([0.299, 0.587, 0.114], np.float32)
-    return np.repeat(grey[..., None], 3, -1).astype(np.float32)
+    return np.repeat(grey(fill)[..., None], 3, -1)
 
 
 def settled(motion: np.ndarray, least: float) -> np.ndarray:

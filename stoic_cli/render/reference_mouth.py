@@ -53,11 +53,15 @@ def mouth_region(size: int, corners: np.ndarray, geometry: MouthGeometry = Mouth
 @dataclass(frozen=True)
 class ReferenceMouth:
     """What a transfer takes from its reference photo: the aligned crop (for the blend), its
-    mouth corners in crop pixels, and the photo's own pixels around the mouth with the affine
-    map from crop pixels into them (the mouth is pasted from those, at the photo's resolution,
-    not the crop's)."""
+    mouth corners in crop pixels, the mouth region and the lips in it (found once, for every face
+    the reference goes to), and the photo's own pixels around the mouth with the affine map from
+    crop pixels into them (the mouth is pasted from those, at the photo's resolution, not the
+    crop's)."""
     crop: np.ndarray
     corners: np.ndarray  # (2, 2) left, right
+    region: np.ndarray  # (S, S) 0..1, mouth_region's
+    lips: np.ndarray  # (S, S) bool, lip_pixels'
+    lipness: np.ndarray  # (S, S) 0..1, lip_weight's
     patch: np.ndarray  # uint8 (h, w, 3): the reference photo around the mouth
     crop_to_patch: np.ndarray  # (2, 3)
 
@@ -68,23 +72,34 @@ class ReferenceMouth:
         lips are not clearly found (a moustache, lips hardly redder than the skin): pasted, such a
         mouth comes out a pale ghost. A closed smile is taken: the renderer's motion alone hardly
         lifts a face's own lips, the reference's lips do."""
-        soft = mouth_region(crop.shape[0], corners, geometry)
-        red = redness(crop)[soft > 0.5]
+        region = mouth_region(crop.shape[0], corners, geometry)
+        red = redness(crop)
+        inside = red[region > 0.5]
         # The reddest twentieth of the region against its median: the lips against the skin.
-        if red.size == 0 or np.percentile(red, 95) - np.median(red) < MIN_LIP_CONTRAST:
+        if inside.size == 0 or np.percentile(inside, 95) - np.median(inside) < MIN_LIP_CONTRAST:
             return None
-        region = soft > 0.02
-        ys, xs = np.nonzero(region)
         to_photo = invert(matrix)
-        box = np.array([[xs.min() - 2, ys.min() - 2], [xs.max() + 2, ys.min() - 2],
-                        [xs.min() - 2, ys.max() + 2], [xs.max() + 2, ys.max() + 2]], np.float64)
-        seen = transform_points(box, to_photo)
-        h, w = rgb.shape[:2]
-        x0, y0 = np.clip(np.floor(seen.min(0)).astype(int) - 2, 0, [w, h])
-        x1, y1 = np.clip(np.ceil(seen.max(0)).astype(int) + 3, 0, [w, h])
+        x0, y0, x1, y1 = _photo_box(region > 0.02, to_photo, rgb.shape, crop_margin=2, photo_margin=2)
         crop_to_patch = to_photo.copy()
         crop_to_patch[:, 2] -= (x0, y0)
-        return cls(crop, np.asarray(corners, np.float64), np.ascontiguousarray(rgb[y0:y1, x0:x1, :3]), crop_to_patch)
+        return cls(crop, np.asarray(corners, np.float64), region, lip_pixels(red, corners, region),
+                   lip_weight(red, region), np.ascontiguousarray(rgb[y0:y1, x0:x1, :3]), crop_to_patch)
+
+
+def _photo_box(mask: np.ndarray, to_photo: np.ndarray, shape: tuple[int, ...], crop_margin: int,
+               photo_margin: int) -> tuple[int, int, int, int]:
+    """The photo pixels (x0, y0, x1, y1, clipped to the photo) covering a nonempty crop-space mask's
+    bounding box grown by `crop_margin` crop pixels, mapped by `to_photo` and grown by
+    `photo_margin` photo pixels."""
+    ys, xs = np.nonzero(mask)
+    box = np.array([[xs.min() - crop_margin, ys.min() - crop_margin], [xs.max() + crop_margin, ys.min() - crop_margin],
+                    [xs.min() - crop_margin, ys.max() + crop_margin], [xs.max() + crop_margin, ys.max() + crop_margin]],
+                   np.float64)
+    seen = transform_points(box, to_photo)
+    h, w = shape[:2]
+    x0, y0 = np.clip(np.floor(seen.min(0)).astype(int) - photo_margin, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(seen.max(0)).astype(int) + 1 + photo_margin, 0, [w, h])
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 @dataclass(frozen=True)
@@ -104,15 +119,10 @@ class MouthLayer:
     def paste(self, image: np.ndarray, matrix: np.ndarray) -> None:
         """Into the photo (uint8, in place; `matrix` maps it to this face's crop): each photo
         pixel under the layer reads the reference photo where its crop position lies there."""
-        ys, xs = np.nonzero(self.weight > 1e-3)
-        if xs.size == 0:
+        touched = self.weight > 1e-3
+        if not touched.any():
             return
-        box = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
-                        [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
-        seen = transform_points(box, invert(matrix))
-        h, w = image.shape[:2]
-        x0, y0 = np.clip(np.floor(seen.min(0)).astype(int), 0, [w, h])
-        x1, y1 = np.clip(np.ceil(seen.max(0)).astype(int) + 1, 0, [w, h])
+        x0, y0, x1, y1 = _photo_box(touched, invert(matrix), image.shape, crop_margin=1, photo_margin=0)
         if x1 <= x0 or y1 <= y0:
             return
         py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64)
@@ -127,13 +137,13 @@ class MouthLayer:
 
 
 def reference_mouth_layer(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
-                          mouth: ReferenceMouth, geometry: MouthGeometry = MouthGeometry()) -> MouthLayer | None:
+                          mouth: ReferenceMouth) -> MouthLayer | None:
     """The reference's mouth blended into one face's rendering (crop space, as `render_face`
     takes it; both crops aligned alike): None when the mouth lies at the crop's edge."""
     if mouth.crop.shape != crop.shape:
         raise ValueError(f"reference crop {mouth.crop.shape} does not match the face's {crop.shape}")
     size = crop.shape[0]
-    region = mouth_region(size, mouth.corners, geometry)
+    region = mouth.region
     hard = region > 0.02
     ys, xs = np.nonzero(hard)
     if xs.size == 0 or xs.min() < 1 or ys.min() < 1 or xs.max() > size - 2 or ys.max() > size - 2:
@@ -142,25 +152,33 @@ def reference_mouth_layer(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray
     blended = poisson_blend(reference, render_face(crop, motion, mask, fill, IDENTITY), hard)
     # The blend matches the skin at the border, not the lips: a darker reference's lips would
     # come out pale on a lighter face. They take the face's own lip colour, keeping their texture.
-    theirs, own = lip_pixels(mouth.crop, mouth.corners, region), lip_pixels(crop, mouth.corners, region)
+    theirs, own = mouth.lips, lip_pixels(redness(crop), mouth.corners, region)
     if theirs.sum() >= MIN_LIP_PIXELS and own.sum() >= MIN_LIP_PIXELS:
         shift = np.asarray(crop, np.float32)[own].mean(0) - blended[theirs].mean(0)
         # Applied by how lip-like each pixel is (its redness against the region's skin, smoothed),
         # so both lips shift whole and no speck of reddish skin stands out.
-        blended += lip_weight(mouth.crop, region)[..., None] * shift
+        blended += mouth.lipness[..., None] * shift
     return MouthLayer(mouth, (region * hard).astype(np.float32), (blended - reference).astype(np.float32))
 
 
-def lip_pixels(crop: np.ndarray, corners: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """(S, S) bool: the lips in the mouth region: pixels clearly redder (LAB a*) than the rest of
-    it, in blobs around the line between the corners (reddish skin above the upper lip or on the
-    chin lies further off), small specks left out."""
-    inside = region > 0.5
-    red = redness(crop)
-    values = red[inside]
+def _redness_z(red: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """Redness (LAB a*, as imageops.redness gives it) in standard deviations above the mouth
+    region's median; None for an empty region."""
+    values = red[region > 0.5]
     if values.size == 0:
+        return None
+    return (red - np.median(values)) / (values.std() + 1e-3)
+
+
+def lip_pixels(red: np.ndarray, corners: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(S, S) bool: the lips in the mouth region, from a crop's redness: pixels clearly redder
+    than the rest of it, in blobs around the line between the corners (reddish skin above the
+    upper lip or on the chin lies further off), small specks left out."""
+    inside = region > 0.5
+    z = _redness_z(red, region)
+    if z is None:
         return inside
-    lip = close(inside & ((red - np.median(values)) / (values.std() + 1e-3) > 1.0))
+    lip = close(inside & (z > 1.0))
     labels, stats = components(lip)
     left, right = np.asarray(corners, np.float64)
     width = float(np.linalg.norm(right - left))
@@ -174,14 +192,11 @@ def lip_pixels(crop: np.ndarray, corners: np.ndarray, region: np.ndarray) -> np.
     return keep
 
 
-def lip_weight(crop: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """(S, S) float 0..1: how lip-like each pixel of the mouth region is, from its redness
-    (LAB a*) between the region's median (skin, 0) and a standard deviation above it (lip, 1),
-    smoothed; 0 outside the region."""
-    inside = region > 0.5
-    red = redness(crop)
-    values = red[inside]
-    if values.size == 0:
+def lip_weight(red: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(S, S) float 0..1: how lip-like each pixel of the mouth region is, from a crop's redness
+    between the region's median (skin, 0) and a standard deviation above it (lip, 1), smoothed;
+    0 outside the region."""
+    z = _redness_z(red, region)
+    if z is None:
         return np.zeros(region.shape, np.float32)
-    lipness = np.clip((red - np.median(values)) / (values.std() + 1e-3), 0, 1)
-    return (blur(lipness, 1.5) * np.clip(region, 0, 1)).astype(np.float32)
+    return (blur(np.clip(z, 0, 1), 1.5) * np.clip(region, 0, 1)).astype(np.float32)

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from stoic_cli.render.imageops import in_pixels
+
 SIZE = 256  # the renderer's crop side
 MAX_MOTION = 0.12  # largest displacement, as a fraction of the side (a wide smile's corners)
 # The mouth box (rows, cols as fractions of the aligned crop) that the critic judges.
@@ -195,12 +197,7 @@ class MouthNet(nn.Module):
 
 def mouth_region(size: int) -> tuple[int, int, int, int]:
     """The mouth network's rows and columns (r0, r1, c0, c1) in a crop of this side."""
-    return _in_pixels(MOUTH_REGION, size)
-
-
-def _in_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
-    r0, r1, c0, c1 = (round(f * size) for f in box)
-    return r0, r1, c0, c1
+    return in_pixels(MOUTH_REGION, size)
 
 
 def fade_window(h: int, w: int, fade: int = MOUTH_FADE) -> torch.Tensor:
@@ -230,7 +227,7 @@ def compose(crop: torch.Tensor, packed: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def mouth_box(size: int) -> tuple[int, int, int, int]:
     """The mouth box's rows and columns (r0, r1, c0, c1) in a crop of this side."""
-    return _in_pixels(MOUTH_BOX, size)
+    return in_pixels(MOUTH_BOX, size)
 
 
 def mouth_map(size: int, outside: float, inside: float) -> torch.Tensor:
