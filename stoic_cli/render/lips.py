@@ -144,24 +144,23 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
                amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
-               corners: CornerGeometry | None = CornerGeometry()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               corners: CornerGeometry = CornerGeometry()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One face's rendering (crop space, as `render_face` takes it) with the lips closed after
-    it and, unless `corners` is None, a smile's lifted corners lowered: each is found in the crop
+    it and a smile's lifted corners lowered: each is found in the crop
     as the rendering leaves it and composed with the rendering's motion, mask and fill. The
     fill is kept out of the mouth first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
     size = crop.shape[0]
-    if lip_line(crop, corners or CornerGeometry()) is None:
+    if lip_line(crop, corners) is None:
         return motion, mask, fill  # no lips to be found (a greyscale photo, a covered mouth): the fill stays
     mask = mask * (1 - mouth_box(size, geometry.fill_box))
     xs = np.broadcast_to(np.arange(size, dtype=np.float32)[None], (size, size))
     rows = closing_rows(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry)
     if rows is not None:
         motion, mask, fill = compose(motion, mask, fill, xs, rows)
-    if corners is not None:
-        sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY), amount, corners)
-        if sources is not None:
-            motion, mask, fill = compose(motion, mask, fill, *sources)
+    sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY), amount, corners)
+    if sources is not None:
+        motion, mask, fill = compose(motion, mask, fill, *sources)
     return motion, mask, fill
 
 
