@@ -19,7 +19,7 @@ from stoic_cli.edit.latent import neutral_codes
 from stoic_cli.face.alignment import align_face, encoder_sized, transform_points
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
-from stoic_cli.render.lips import close_lips
+from stoic_cli.render.lips import close_lips, raise_corners
 from stoic_cli.render.pasteback import IDENTITY, grey_like, render_face, settled
 from stoic_cli.render.reference_mouth import MouthLayer, ReferenceMouth, reference_mouth_layer
 from stoic_cli.runtime.models import FaceModels
@@ -111,6 +111,8 @@ class Pipeline:
                 parts = settled(rendering.motion[i], edit.settle), rendering.mask[i], grey_like(crop, rendering.fill[i])
                 if edit.lip_closing > 0:
                     parts = close_lips(crop, *parts, amount=edit.lip_closing)
+                if edit.corner_raise > 0:
+                    parts = raise_corners(crop, *parts, height=edit.corner_raise)
                 layer = None if edit.mouth_source is None else reference_mouth_layer(crop, *parts, edit.mouth_source)
                 render_face(out, *parts, matrix, inplace=True)
                 if layer is not None:

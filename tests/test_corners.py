@@ -1,10 +1,10 @@
 """Lowering a smile's lifted mouth corners by motion (stoic_cli.render.corners): the lip line is
 found between red lips, a lifted one is straightened, and a straight or hanging one is left
-alone."""
+alone; a smile edit raises and widens them instead."""
 import cv2
 import numpy as np
 
-from stoic_cli.render.corners import corner_sources, lip_line
+from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line, raise_sources
 
 SIZE = 256
 SKIN, LIP, SEAM = (200, 150, 120), (170, 60, 70), (70, 35, 35)
@@ -65,3 +65,20 @@ def test_lifted_corners_come_down_and_in():
     far = (ys < 0.5 * SIZE) | (ys > 0.9 * SIZE) | (xs < 0.2 * SIZE) | (xs > 0.8 * SIZE)
     assert np.abs(source_x - xs)[far].max() < 0.5 and np.abs(source_y - ys)[far].max() < 0.5
     assert (np.diff(source_x, axis=1) > 0).all() and (np.diff(source_y, axis=0) > 0).all()
+
+
+def test_a_smile_edit_raises_the_corners_and_widens_the_mouth():
+    crop = curved_mouth(0)
+    height = 0.02
+    source_x, source_y = raise_sources(crop, height)
+    raised = cv2.remap(crop, source_x, source_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    assert abs(fitted_lift(raised) - height * SIZE) < 2, "the corners lie the height asked for above the middle"
+    cols_before, _, _ = lip_line(crop)
+    cols_after, _, _ = lip_line(raised)
+    assert np.ptp(cols_after) > np.ptp(cols_before), "the mouth is wider"
+    assert (np.diff(source_x, axis=1) > 0).all() and (np.diff(source_y, axis=0) > 0).all()
+    # The rise is capped (a misread line moves little), and nothing rises without lips.
+    most = CornerGeometry().most_lift
+    capped_x, capped_y = raise_sources(crop, 10 * most)
+    assert np.abs(capped_y - np.mgrid[0:SIZE, 0:SIZE][0]).max() <= most * SIZE + 0.5
+    assert raise_sources(np.full((SIZE, SIZE, 3), SKIN, np.uint8), height) is None

@@ -45,6 +45,12 @@ def test_the_three_edits_are_functions_of_own_and_neutral_codes():
     assert np.allclose(edit.codes(z, zn), z - 1.5)
     assert np.allclose(edit.scaled(0.0).codes(z, zn), z)
     assert edit.name == "edit" and edit.describe() == {"smile": 0.5, "age": 2.0}
+    # Only a smile's positive amounts raise the mouth corners after rendering, in proportion.
+    assert edit.corner_raise == pytest.approx(0.5 * AttributeEdit.CORNER_RAISE_PER_SMILE)
+    assert edit.scaled(0.0).corner_raise == 0
+    assert AttributeEdit({"smile": up}, {"smile": -1.0}).corner_raise == 0
+    assert AttributeEdit({"age": down}, {"age": 10.0}).corner_raise == 0
+    assert Neutralize(1.0).corner_raise == transfer.corner_raise == 0
 
 
 @pytest.mark.parametrize("make", [lambda: Neutralize(float("nan")), lambda: Neutralize(float("inf")),

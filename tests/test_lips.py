@@ -2,7 +2,7 @@
 lips, the rows read skip it, and the closing composes with the renderer's motion."""
 import numpy as np
 
-from stoic_cli.render.lips import close_lips, closing_rows, interior_mask
+from stoic_cli.render.lips import close_lips, closing_rows, interior_mask, raise_corners
 from stoic_cli.render.pasteback import render_face
 
 SIZE = 256
@@ -116,3 +116,21 @@ def test_no_lips_to_be_found_leaves_the_rendering_alone():
     _, mask3, _ = close_lips(mouth(12), motion, mask, fill)
     assert mask3[int(0.68 * SIZE), SIZE // 2] < 0.05, "with lips found, the fill stays off them"
 
+
+
+def test_a_smile_edit_keeps_the_fill_off_the_lips_and_raises_their_corners():
+    import cv2
+
+    crop = mouth(0)
+    motion = np.zeros((SIZE, SIZE, 2), np.float32)
+    mask = np.full((SIZE, SIZE), 0.5, np.float32)
+    fill = np.full((SIZE, SIZE, 3), 90, np.float32)
+    motion2, mask2, _ = raise_corners(crop, motion, mask, fill, height=0.02)
+    y, x = int(0.68 * SIZE), SIZE // 2
+    assert mask2[y, x] < 0.05 and abs(mask2[20, 20] - 0.5) < 1e-4, "the fill is kept off the lips only"
+    corner = int(0.41 * SIZE)
+    assert motion2[y, corner, 1] * SIZE > 2, "the corners read from below: they rise"
+    assert abs(motion2[y, x, 1]) * SIZE < 0.5, "the middle stays"
+    grey = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    parts = raise_corners(grey, motion, mask, fill, height=0.02)
+    assert parts[0] is motion and parts[1] is mask, "without lips to be found, nothing changes"

@@ -26,6 +26,9 @@ class Edit(Protocol):
     settle: float
     # What the edited face takes of a reference photo's own mouth (a transfer's), or None.
     mouth_source: object | None
+    # How far the mouth corners rise after rendering, with the photo's own lips (a fraction of
+    # the crop's side): a smile edit's (stoic_cli.render.lips.raise_corners); 0 for the others.
+    corner_raise: float
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray: ...
 
@@ -57,6 +60,7 @@ class Neutralize:
     name: str = field(default="neutralize", init=False)
 
     mouth_source = None
+    corner_raise = 0.0
     settle = 1.0 / 256  # a pixel of the renderer's crop: a neutral photo stays itself
 
     def __post_init__(self):
@@ -103,6 +107,7 @@ class Transfer:
     name: str = field(default="transfer", init=False)
     lip_closing: float = field(default=0.0, init=False)
     settle: float = field(default=0.0, init=False)
+    corner_raise: float = field(default=0.0, init=False)
 
     def __post_init__(self):
         self.ALPHA.check("--alpha", self.alpha)
@@ -137,6 +142,9 @@ class AttributeEdit:
     lip_closing: float = field(default=0.0, init=False)
     settle: float = field(default=0.0, init=False)  # small amounts must still move
     mouth_source = None
+    # The corners' rise per unit of a positive smile amount: the renderer's own smile keeps the
+    # lips nearly where they were and draws over them, and its fill is kept off the lips.
+    CORNER_RAISE_PER_SMILE = 0.015
 
     def __post_init__(self):
         for key, amount in self.amounts.items():
@@ -147,6 +155,10 @@ class AttributeEdit:
                 raise ValueError(f"--attr {key}={amount} is not a number")
             if not self.force:
                 Range(a.minimum, a.maximum).check(f"--attr {key}", amount)
+
+    @property
+    def corner_raise(self) -> float:
+        return max(self.amounts.get("smile", 0.0), 0.0) * self.CORNER_RAISE_PER_SMILE
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return edit_codes(z, {k: self.attributes[k].direction for k in self.amounts}, self.amounts)

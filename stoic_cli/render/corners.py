@@ -1,11 +1,13 @@
-"""Lowering and narrowing a smile's mouth corners by moving the photo's own pixels.
+"""Lowering and narrowing a smile's mouth corners, or raising and widening them, by moving the
+photo's own pixels.
 
 A smile lifts the mouth corners and pulls them apart; a neutral mouth's line is nearly straight.
 The renderer's fill lowers the corners by drawing over them (a blur); here the lip line is found
 in the crop (the darkest row between red lips, column by column), a parabola is fitted to it, and
 where the corners lie above the middle the mouth and the skin around it move down and inwards
 until the line is straight. Never up: a mouth whose corners already hang is left alone, so a
-neutral face stays itself."""
+neutral face stays itself. A smile edit bends the same line the other way (`raise_sources`):
+the renderer's fill draws a smile's lips as a pale blur, the photo's own lips moved do not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ class CornerGeometry:
     reach_side: float = 0.08  # and beyond the corners (the cheek next to each corner)
     narrow_per_lift: float = 1.0  # each corner moves inwards by this much of its lowering
     most_narrow: float = 0.12  # of the mouth's half width, so the motion never folds over
-    most_lift: float = 0.04  # corners lowered by at most this (a misread line moves little)
+    most_lift: float = 0.04  # corners lowered or raised by at most this (a misread line moves little)
 
 
 def lip_line(crop: np.ndarray, geometry: CornerGeometry = CornerGeometry()):
@@ -72,35 +74,56 @@ def corner_sources(crop: np.ndarray, amount: float = 1.0, geometry: CornerGeomet
     straighten a lifted lip line by `amount` (0..1); None where the corners do not lie above
     the middle."""
     amount = float(np.clip(amount, 0, 1))
-    line = lip_line(crop, geometry) if amount > 0 else None
+    fit = _fitted_line(crop, geometry) if amount > 0 else None
+    if fit is None:
+        return None
+    lift = min(-fit[4], geometry.most_lift * crop.shape[0]) * amount  # the corners' height above the middle's
+    return _bend(fit, lift, crop.shape[0], geometry) if lift >= 0.5 else None
+
+
+def raise_sources(crop: np.ndarray, height: float, geometry: CornerGeometry = CornerGeometry()):
+    """As corner_sources, but the corners rise by `height` (a fraction of the crop's side) and
+    move apart: a smile drawn with the photo's own lips. None where no lips are found."""
+    fit = _fitted_line(crop, geometry)
+    size = crop.shape[0]
+    lift = min(height, geometry.most_lift) * size
+    return None if fit is None or lift < 0.5 else _bend(fit, -lift, size, geometry)
+
+
+def _fitted_line(crop, geometry):
+    """(middle, half, a, b, k) of the lip line rows ~ a + b u + k u^2 (u -1..1 across the
+    mouth), weighted by how much lip each column holds; k < 0 is a smile. None without lips."""
+    line = lip_line(crop, geometry)
     if line is None:
         return None
-    size = crop.shape[0]
     cols, rows, weights = line
     middle = (cols.min() + cols.max()) / 2
     half = (cols.max() - cols.min()) / 2
     u = (cols - middle) / half
-    # rows ~ a + b u + k u^2, weighted by how much lip each column holds; k < 0 is a smile.
     design = np.stack([np.ones_like(u), u, u * u], 1) * np.sqrt(weights)[:, None]
     (a, b, k), *_ = np.linalg.lstsq(design, rows * np.sqrt(weights), rcond=None)
-    lift = min(-k, geometry.most_lift * size) * amount  # the corners' height above the middle's
-    if lift < 0.5:
-        return None
+    return middle, half, a, b, k
+
+
+def _bend(fit, lift: float, size: int, geometry: CornerGeometry):
+    """The motion that lowers the corners by `lift` pixels and narrows the mouth by as much
+    (raises the corners and widens it where `lift` is negative)."""
+    middle, half, a, b, _ = fit
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     uu = (xs - middle) / half
-    line_y = a + b * np.clip(uu, -1, 1)  # the straightened line, where the motion is centred
+    line_y = a + b * np.clip(uu, -1, 1)  # the line without its bend, where the motion is centred
     beyond = np.maximum(np.abs(uu) - 1, 0) * half  # pixels past the corners
     side = np.clip(1 - beyond / (geometry.reach_side * size), 0, 1)
     drop = lift * np.minimum(uu * uu, 1) * side  # how far each column comes down
     offset = ys - line_y
     band = geometry.band * size
-    up, down = max(geometry.reach_up * size, 2 * lift), max(geometry.reach_down * size, 2 * lift)
+    up, down = max(geometry.reach_up * size, 2 * abs(lift)), max(geometry.reach_down * size, 2 * abs(lift))
     vertical = np.where(offset < -band, np.clip(1 - (-offset - band) / up, 0, 1),
                         np.where(offset > band, np.clip(1 - (offset - band) / down, 0, 1), 1.0))
     vertical = blur(vertical, 0.01 * size)
     source_y = ys - drop * vertical
     # Inwards: each output column reads from further out, by the corners' lowering at the
-    # corners and in proportion nearer the middle.
-    narrow = min(geometry.narrow_per_lift * lift / half, geometry.most_narrow)
+    # corners and in proportion nearer the middle (outwards, from further in, when raised).
+    narrow = float(np.clip(geometry.narrow_per_lift * lift / half, -geometry.most_narrow, geometry.most_narrow))
     source_x = xs + (xs - middle) * narrow * side * vertical
     return source_x.astype(np.float32), source_y.astype(np.float32)

@@ -11,14 +11,15 @@ real lip texture as it does everything else.
 
 Neutralize runs it after the renderer (the pipeline): the fill is kept off the lips where lips
 are found, the lips are closed, and a smile's lifted corners are lowered (stoic_cli.render
-.corners), all as motion of the photo's own pixels (docs/experiments.md, sessions 35 - 36)."""
+.corners), all as motion of the photo's own pixels (docs/experiments.md, sessions 35 - 36). A
+smile edit keeps the fill off the lips too and raises the corners instead (`raise_corners`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line
+from stoic_cli.render.corners import CornerGeometry, corner_sources, lip_line, raise_sources
 from stoic_cli.render.imageops import any_within, blur, close, components, grey, in_pixels, redness, remap
 from stoic_cli.render.pasteback import IDENTITY, render_face
 
@@ -151,9 +152,10 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     fill is kept out of the mouth first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
     size = crop.shape[0]
-    if lip_line(crop, corners) is None:
-        return motion, mask, fill  # no lips to be found (a greyscale photo, a covered mouth): the fill stays
-    mask = mask * (1 - mouth_box(size, geometry.fill_box))
+    lips_mask = _off_the_lips(crop, mask, geometry, corners)
+    if lips_mask is None:
+        return motion, mask, fill
+    mask = lips_mask
     xs = np.broadcast_to(np.arange(size, dtype=np.float32)[None], (size, size))
     rows = closing_rows(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry)
     if rows is not None:
@@ -162,6 +164,30 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     if sources is not None:
         motion, mask, fill = compose(motion, mask, fill, *sources)
     return motion, mask, fill
+
+
+def raise_corners(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, height: float,
+                  geometry: LipGeometry = LipGeometry(), corners: CornerGeometry = CornerGeometry()
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smile edit's rendering (as close_lips takes it) with the fill kept off the lips and the
+    mouth corners raised by `height` (a fraction of the crop's side) as motion of the photo's
+    own lips; left alone where no lips are found."""
+    lips_mask = _off_the_lips(crop, mask, geometry, corners)
+    if lips_mask is None:
+        return motion, mask, fill
+    mask = lips_mask
+    sources = raise_sources(render_face(crop, motion, mask, fill, IDENTITY), height, corners)
+    if sources is not None:
+        motion, mask, fill = compose(motion, mask, fill, *sources)
+    return motion, mask, fill
+
+
+def _off_the_lips(crop: np.ndarray, mask: np.ndarray, geometry: LipGeometry, corners: CornerGeometry):
+    """The fill mask kept off the lips, so the photo's own show; None where no lips are found
+    (a greyscale photo, a covered mouth): there the fill stays and nothing is moved."""
+    if lip_line(crop, corners) is None:
+        return None
+    return mask * (1 - mouth_box(crop.shape[0], geometry.fill_box))
 
 
 def compose(motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, source_x: np.ndarray,
