@@ -50,7 +50,6 @@ def prepare(out: Path) -> None:
                 "neutralizer": {"fc.weight": torch.from_numpy(init["fc.weight"].copy()),
                                 "fc.bias": torch.from_numpy(init["fc.bias"].copy())},
                 "renderer": renderer["renderer"], "width": renderer["config"].get("width", 32),
-                "fill_source": renderer["config"].get("fill_source", "crop"),
                 "check": {"small": small, "crops": crops, "z": z, "zn": zn, "rendered": rendered}}, out)
     print(f"wrote {out} ({out.stat().st_size / 2 ** 20:.1f} MB)")
 
@@ -63,7 +62,7 @@ def build(state: dict, device):
     enc.load_state_dict(state["encoder"])
     dec.load_state_dict(state["decoder"])
     ntr.load_state_dict(state["neutralizer"])
-    ren = R.Renderer(dec, width=state["width"], fill_source=state.get("fill_source", "crop"))
+    ren = R.Renderer(dec, width=state["width"])
     missing, unexpected = ren.load_state_dict(state["renderer"], strict=False)  # its decoder is `dec`
     if unexpected or any(not k.startswith("decoder.") for k in missing):
         raise ValueError(f"renderer weights do not fit: {unexpected or missing}")

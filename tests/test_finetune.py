@@ -209,3 +209,22 @@ def test_shipped_renderer_config_loads_without_its_retired_key():
     values = json.loads((weights / "config.json").read_text())
     cfg = RendererConfig.load(weights / "config.json")
     assert all(getattr(cfg, k) == v for k, v in values.items() if k != "design")
+
+
+def test_renderer_configs_and_checkpoints_naming_retired_options_still_load(tmp_path):
+    """Options of dropped designs are skipped on load (older runs name them) but refused as
+    overrides; the shipped checkpoint gives the same config with them in it."""
+    from stoic_cli.train import renderer_stage
+    from stoic_cli.train.renderer_stage import RendererConfig, run_config
+    retired = {"mouth_width": 32, "copy_fill": True, "copy_flow_weight": 0.05, "train_base": False,
+               "detail_weight": 0.1, "coarse_warp_weight": 0.5, "critic_condition": True,
+               "mouth_fill_weight": 0.5, "fill_source": "warped", "edit_intensity": True, "ema_decay": 0.995}
+    assert set(retired) <= renderer_stage.RETIRED_KEYS
+    state = torch.load(REPO / "models" / "training_logs" / "renderer" / "renderer.pt", weights_only=False)
+    (tmp_path / "config.json").write_text(json.dumps({**state["config"], **retired}))
+    cfg = RendererConfig.load(tmp_path / "config.json")
+    assert cfg == RendererConfig.load(None, **state["config"])
+    torch.save({**state, "config": {**state["config"], **retired}}, tmp_path / "renderer.pt")
+    assert run_config(tmp_path) == cfg
+    with pytest.raises(ValueError, match="ema_decay"):
+        RendererConfig.load(None, ema_decay=0.9)

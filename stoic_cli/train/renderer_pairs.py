@@ -84,10 +84,6 @@ ATTRIBUTE_OF = {"happiness": "smile", "surprise": "surprise", "sadness": "sad", 
                 "disgust": "disgust", "fear": "fear"}
 
 
-# Amounts an edit-style target may take when measured from the pair (RendererConfig.edit_intensity).
-INTENSITY_RANGE = (0.25, 2.0)
-
-
 class CodeTable:
     """Each cached crop's code and neutral code (and their mirror images'), and the expression
     directions, for building target codes the way each job does."""
@@ -110,36 +106,6 @@ class CodeTable:
         self.direction["neutral"] = np.zeros(dim, np.float32)
         self.expression = [r["expression"] for r in labels]
         self.rng = rng
-        self.typical: dict[str, float] = {}  # fit_intensities
-
-    def fit_intensities(self, groups: list[list[dict]]) -> dict[str, float]:
-        """Each expression's typical amount along its direction: the median, over the training
-        people's (neutral, expressive) pairs, of the code change projected on the direction.
-        One real smile is mild, another broad; measured against the typical one, each photo
-        becomes the target of an edit at its own amount (EGGAN's continuous intensities)."""
-        amounts: dict = {}
-        for g in groups:
-            neutral = [r["row"] for r in g if r["expression"] == "neutral"]
-            for r in g:
-                d = self.direction.get(r["expression"])
-                if r["expression"] == "neutral" or d is None or not d.any():
-                    continue
-                amounts.setdefault(r["expression"], []).extend(
-                    float((self.codes[r["row"]] - self.codes[n]) @ d / (d @ d)) for n in neutral)
-        medians = {e: float(np.median(v)) for e, v in amounts.items()}
-        self.typical = {e: m for e, m in medians.items() if m > 0}
-        return self.typical
-
-    def edit_amount(self, a: int, b: int, za: np.ndarray, zb: np.ndarray, step: np.ndarray) -> float:
-        """How much of the typical change from photo a's expression to b's the pair shows (1
-        unless one side is neutral and the other's typical amount is known), within
-        INTENSITY_RANGE."""
-        ea, eb = self.expression[a], self.expression[b]
-        expressive = eb if ea == "neutral" else ea if eb == "neutral" else None
-        if expressive not in self.typical or not step.any():
-            return 1.0
-        shown = float((zb - za) @ step / (step @ step)) / self.typical[expressive]
-        return float(np.clip(shown, *INTENSITY_RANGE))
 
     def code_and_neutral(self, rows: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The codes and neutral codes of these rows, of the mirror image where `flip`."""
@@ -160,8 +126,7 @@ class CodeTable:
                 da = self.direction.get(self.expression[a[i]])
                 db = self.direction.get(self.expression[b[i]])
                 if da is not None and db is not None:
-                    amount = self.edit_amount(a[i], b[i], za[i], zb[i], db - da)
-                    target[i] = za[i] + amount * (db - da)
+                    target[i] = za[i] + (db - da)
         return torch.from_numpy(za.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
 
 

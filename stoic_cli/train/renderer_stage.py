@@ -29,10 +29,12 @@ from stoic_cli.train.renderer_losses import LOGGED, face_weight, losses
 from stoic_cli.train.renderer_pairs import (CodeTable, PairDrawer, crop_tensors, pair_groups,
                                            validation_pairs)
 
-# The renderer had a second design ("coded", no decoder inside) that no shipped renderer used,
-# since removed (git history keeps it); configs and checkpoints written before then still name
-# the design, and loading skips the key.
-RETIRED_KEYS = frozenset({"design"})
+# Options of designs tried and dropped (git history and docs/experiments.md keep them): no shipped
+# renderer used them, and configs and checkpoints written before then still name them, so
+# loading skips these keys.
+RETIRED_KEYS = frozenset({"design", "mouth_width", "copy_fill", "copy_flow_weight", "train_base", "detail_weight",
+                          "coarse_warp_weight", "critic_condition", "mouth_fill_weight", "fill_source",
+                          "edit_intensity", "ema_decay"})
 
 
 @dataclass
@@ -68,56 +70,21 @@ class RendererConfig:
     # meets a code it never learnt means "no change", and moves.
     neutralize_fraction: float = 0.5
     edit_fraction: float = 0.2
-    # Edit-style targets at the amount the pair itself shows (CodeTable.fit_intensities) rather
-    # than at 1: a mild real smile becomes the target of a half edit, so amounts between 0 and 1
-    # have real photos to aim at.
-    edit_intensity: bool = False
     neutral_fraction: float = 0.6  # pairs with a neutral photo on one side (neutralize, transfer)
     ssim_weight: float = 0.5
     warp_weight: float = 0.5
-    # The same L1 of the warp alone on halved copies (renderer_losses.COARSE_LEVELS): a signal
-    # for motion that must reach farther than a pixel, such as lips closing over teeth.
-    coarse_warp_weight: float = 0.0
     # L1 of the motion to the pair's own optical flow, in pixels, where that flow explains the
     # target (renderer_losses.true_motion): the motion learns how far lips and corners move.
     flow_weight: float = 0.0
     gan_weight: float = 0.05
-    # The critic also reads the target code's drawing of the mouth (R.MouthCritic): unconditioned,
-    # a smile's teeth look as real as closed lips, whatever the code asked for.
-    critic_condition: bool = False
     feature_weight: float = 1.0
     # L1 of the fill colours themselves to the target photo outside the mouth box: the mask's
     # gradient alone leaves the fill arbitrary where the mask is faint, and faint masks over the
     # whole face then mix those arbitrary colours in (blotches on faces unlike the training people).
     fill_weight: float = 0.5
-    # L1 of the fill to the target inside the mouth box, where the warp alone misses the target
-    # (weighted by the warp's own error there): otherwise the fill learns only through a faint
-    # mask and copies what the crop holds, such as the teeth that lips should close over.
-    mouth_fill_weight: float = 0.0
-    # L1 of the mouth box's fine detail per cell to the target's (renderer_losses.mouth_detail_l1):
-    # L1 and SSIM are met best by a blurred average of the mouths the pair could have shown.
-    detail_weight: float = 0.0
-    fill_source: str = "crop"  # renderer_net.FILL_SOURCES: what the fill's full-resolution path reads
-    # The mouth network's width (renderer_net.MouthNet; 0: none): the fill and mask of the mouth
-    # drawn again at the crop's full resolution, where the main network sees the crop at half.
-    mouth_width: int = 0
-    # The mouth network's fill may copy the photo's own pixels (renderer_net.MouthNet's copy):
-    # texture a fill network trained on a few dozen people cannot draw.
-    copy_fill: bool = False
-    # L1 of the copy's motion to the pair's own optical flow in the mouth box, where that flow
-    # explains the target (renderer_losses.true_motion): bilinear sampling's gradient reaches
-    # one pixel, and the lips to copy lie a dozen away.
-    copy_flow_weight: float = 0.0
-    # False trains the mouth network alone on a renderer that stays as it was: what it learns
-    # can change only the mouth region, so the rest of the face keeps the renderer's behaviour.
-    train_base: bool = True
     # A run whose renderer and critic weights start this one (a fine-tune in its own folder,
     # counting its own steps); ignored once this run has a checkpoint.
     start_from: str = ""
-    # Exported weights as an exponential moving average of the trained ones (0: the trained
-    # ones): with the critic in the loop, single checkpoints swing between stronger edits and
-    # kept identity from one hundred steps to the next.
-    ema_decay: float = 0.0
     mask_weight: float = 0.4
     mouth_mask_weight: float = 0.05  # inside the mouth box, where teeth appear and lips close over them
     mask_tv_weight: float = 0.05
@@ -148,8 +115,7 @@ def load_decoder(models: Path):
 
 
 def build(cfg: RendererConfig) -> R.Renderer:
-    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width, fill_source=cfg.fill_source,
-                      mouth_width=cfg.mouth_width, copy_fill=cfg.copy_fill)
+    return R.Renderer(load_decoder(Path(cfg.models)), width=cfg.width)
 
 
 def run_config(run: Path, state: dict | None = None) -> RendererConfig:
@@ -194,11 +160,6 @@ def validate(net, crops, codes, pairs: list[tuple[int, int]], weight) -> dict:
 
 
 def train_renderer(cfg: RendererConfig, progress=None) -> Path:
-    # Options that need another, refused before a run folder is written or the cache encoded.
-    if not cfg.train_base and not cfg.mouth_width:
-        raise ValueError("train_base false trains only the mouth network: set mouth_width")
-    if cfg.copy_flow_weight and not cfg.copy_fill:
-        raise ValueError("copy_flow_weight teaches the mouth network's copy: set copy_fill")
     run = setup_run(cfg)
     crops, labels = load_cache(cfg.cache)
     if crops.shape[1] != R.SIZE:
@@ -210,8 +171,6 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     groups = pair_groups(labels, "train", cfg.datasets)
     if not groups:
         raise ValueError(f"no same-person pairs of {cfg.datasets} in the training split of {cfg.cache}")
-    if cfg.edit_intensity:
-        table.fit_intensities(groups)
     val = validation_pairs(pair_groups(labels, "val", cfg.datasets))
     singles = [r for r in labels if r["split"] == "train" and r["dataset"] in cfg.identity_datasets]
     draw = PairDrawer(groups, cfg, cfg.seed, singles)
@@ -222,27 +181,22 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
     device = device_for(cfg.device)
     encoder = frozen_encoder(Path(cfg.models)).to(device) if cycle and cfg.cycle_code_weight else None
     net = build(cfg).to(device)
-    critic = R.MouthCritic(conditioned=cfg.critic_condition).to(device)
+    critic = R.MouthCritic().to(device)
     ckpt = run / "renderer.pt"
     if cfg.start_from and not ckpt.exists():
         begin = torch.load(Path(cfg.start_from) / "renderer.pt", map_location=device, weights_only=False)
         net.load_state_dict(_without_decoder(begin["renderer"]), strict=False)
-        # A new critic when the first layer differs, or when the start is a slim checkpoint
-        # (the shipped one in models/training_logs keeps only the renderer's weights).
-        if "critic" in begin and begin["config"].get("critic_condition", False) == cfg.critic_condition:
+        # A new critic when the start is a slim checkpoint (the shipped one in models/training_logs
+        # keeps only the renderer's weights) or had a conditioned critic (a retired option).
+        if "critic" in begin and not begin["config"].get("critic_condition", False):
             critic.load_state_dict(begin["critic"])
-    if not cfg.train_base:
-        for name, p in net.named_parameters():
-            p.requires_grad_(name.startswith("mouth_net."))
     trainable = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), cfg.critic_lr, betas=(0.5, 0.999))
     step = 0
-    state = None
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
-        # "renderer" holds the exported weights; with an average, "renderer_live" the trained ones.
-        net.load_state_dict(_without_decoder(state.get("renderer_live", state["renderer"])), strict=False)
+        net.load_state_dict(_without_decoder(state["renderer"]), strict=False)
         critic.load_state_dict(state["critic"])
         opt.load_state_dict(state["opt"])
         opt_d.load_state_dict(state["opt_d"])
@@ -254,16 +208,9 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         table.rng = np.random.default_rng(cfg.seed + 1 + step)
         if cycle:
             cycle.rng = np.random.default_rng(cfg.seed + 2 + step)
-    average = None
-    if cfg.ema_decay:
-        averaged = state["renderer"] if state and "renderer_live" in state else net.trained_state()
-        average = {k: v.detach().to(device).clone() for k, v in _without_decoder(averaged).items()}
-        shown = build(cfg).to(device)  # the averaged weights, for validation
 
     def save():
-        weights = {"renderer": net.trained_state()} if average is None else {
-            "renderer": average, "renderer_live": net.trained_state()}
-        save_state(ckpt, **weights, critic=critic.state_dict(), opt=opt.state_dict(),
+        save_state(ckpt, renderer=net.trained_state(), critic=critic.state_dict(), opt=opt.state_dict(),
                    opt_d=opt_d.state_dict(), step=step, config=asdict(cfg))
 
     weight = face_weight().to(device)
@@ -275,11 +222,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         crop, real = crop_tensors(crops, a, flip).to(device), crop_tensors(crops, b, flip).to(device)
         own, target = (t.to(device) for t in table.own_and_target(a, b, flip, cfg))
         adversarial = cfg.gan_weight > 0 and step >= cfg.gan_start
-        condition = None
-        if cfg.critic_condition:
-            with torch.no_grad():
-                condition = R.drawn_mouth(net.decoder(target))
-        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial, condition)
+        total, terms, out = losses(net, critic, crop, own, target, real, weight, cfg, adversarial)
         if cycle:
             rows, flipped, own_c, outward = cycle(cfg.cycle_batch)
             photo = crop_tensors(crops, rows, flipped).to(device)
@@ -291,13 +234,8 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         opt.zero_grad()
         total.backward()
         opt.step()
-        if average is not None:
-            with torch.no_grad():
-                for k, v in net.trained_state().items():
-                    if v.is_floating_point():
-                        average[k].mul_(cfg.ema_decay).add_(v, alpha=1 - cfg.ema_decay)
         if cfg.gan_weight > 0:
-            d_real, d_fake = critic(R.critic_view(real, condition)), critic(R.critic_view(out.detach(), condition))
+            d_real, d_fake = critic(R.mouth(real)), critic(R.mouth(out.detach()))
             d_loss = ((d_real - 1) ** 2).mean() + (d_fake ** 2).mean()
             opt_d.zero_grad()
             d_loss.backward()
@@ -313,11 +251,7 @@ def train_renderer(cfg: RendererConfig, progress=None) -> Path:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save()
             if val:
-                judged = net
-                if average is not None:
-                    shown.load_state_dict(average, strict=False)
-                    judged = shown
-                CsvLog(run / "renderer_val.csv").write({"step": step, **validate(judged, crops, codes, val, weight)})
+                CsvLog(run / "renderer_val.csv").write({"step": step, **validate(net, crops, codes, val, weight)})
         if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes:
             save()
             break
