@@ -51,6 +51,8 @@ def test_the_three_edits_are_functions_of_own_and_neutral_codes():
     assert AttributeEdit({"smile": up}, {"smile": -1.0}).corner_raise == 0
     assert AttributeEdit({"age": down}, {"age": 10.0}).corner_raise == 0
     assert Neutralize(1.0).corner_raise == transfer.corner_raise == 0
+    still = Attribute("smile", np.zeros(8, np.float32), -1, 1, "typical", "")
+    assert AttributeEdit({"smile": still}, {"smile": 1.0}).corner_raise == 0, "a zero direction asks for nothing"
 
 
 @pytest.mark.parametrize("make", [lambda: Neutralize(float("nan")), lambda: Neutralize(float("inf")),

@@ -46,6 +46,21 @@ def test_warp_affine_is_cv2s(london_rgb, name, border):
     np.testing.assert_allclose(resample.warp_affine(f, m, (200, 150), border), expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("border", list(BORDERS))
+def test_cubic_sampling_is_cv2s(border):
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (20, 30, 3)).astype(np.float32)
+    ys, xs = np.mgrid[0:20, 0:30].astype(np.float32)
+    assert np.array_equal(np.moveaxis(resample.sample_cubic(img, xs, ys, border), 0, -1), img), "pixel centres read exactly"
+    mx, my = xs * 1.1 + 0.3, ys * 0.9 + 2.7  # between the taps, and past the border
+    expected = cv2.remap(img, mx, my, cv2.INTER_CUBIC, borderMode=BORDERS[border], borderValue=0)
+    got = np.moveaxis(resample.sample_cubic(img, mx, my, border), 0, -1)
+    assert np.abs(got - expected).max() < 1e-2
+    grey = img[..., 0]
+    assert np.abs(resample.sample_cubic(grey, mx, my, border) - cv2.remap(grey, mx, my, cv2.INTER_CUBIC,
+                  borderMode=BORDERS[border], borderValue=0)).max() < 1e-2
+
+
 def test_invert_affine_is_cv2s():
     m = tilted(256, 0.37, 12.5)
     np.testing.assert_allclose(resample.invert_affine(m), cv2.invertAffineTransform(m), atol=1e-12)
@@ -109,7 +124,8 @@ def test_face_mask_is_the_one_cv2_made():
 
 
 def cv2_render_face(image, motion, mask, fill, matrix):
-    """render_face as it was written with cv2 (warpAffine into the crop's box, remap, blend)."""
+    """render_face as it was written with cv2 (warpAffine into the crop's box, remap, blend), the
+    photo read bicubic."""
     size = motion.shape[0]
     face = face_mask(size)
     out = image.copy()
@@ -124,7 +140,7 @@ def cv2_render_face(image, motion, mask, fill, matrix):
     shift = to_photo(motion * size * face[..., None]) @ np.linalg.inv(matrix[:, :2]).astype(np.float32).T
     moved = np.abs(shift).max(axis=2) > 1e-3
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    src = cv2.remap(out, xx + shift[..., 0], yy + shift[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    src = cv2.remap(out, xx + shift[..., 0], yy + shift[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     out[y0:y1, x0:x1][moved] = src[moved]
     weight = to_photo(mask * face)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)

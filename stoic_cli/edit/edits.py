@@ -158,7 +158,12 @@ class AttributeEdit:
 
     @property
     def corner_raise(self) -> float:
-        return max(self.amounts.get("smile", 0.0), 0.0) * self.CORNER_RAISE_PER_SMILE
+        """A positive smile amount's rise; none where the smile direction moves no code (the
+        post-step follows what the codes ask for)."""
+        amount = self.amounts.get("smile", 0.0)
+        if amount <= 0 or not np.any(self.attributes["smile"].direction):
+            return 0.0
+        return amount * self.CORNER_RAISE_PER_SMILE
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return edit_codes(z, {k: self.attributes[k].direction for k in self.amounts}, self.amounts)

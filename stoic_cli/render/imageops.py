@@ -160,29 +160,3 @@ def _minus_neighbours(start: np.ndarray, f: np.ndarray) -> np.ndarray:
     start[:, 1:] -= f[:, :-1]
     start[:, :-1] -= f[:, 1:]
     return start
-
-
-def sample_cubic(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bicubic samples (Keys, a = -0.75, as cv2.INTER_CUBIC) of an (H, W, C) image at the points
-    (x, y), the edge repeated beyond the border: x.shape + (C,), float32. Bilinear reading
-    softens fine detail (teeth, lip lines) by up to half; this keeps most of it."""
-    img = np.asarray(image, np.float32)
-    h, w = img.shape[:2]
-    xf, yf = np.floor(x), np.floor(y)
-    tx, ty = (x - xf)[..., None], (y - yf)[..., None]
-
-    def weights(t):
-        a = -0.75
-        d = [1 + t, t, 1 - t, 2 - t]  # distances to the four taps
-        return [((a * s - 5 * a) * s + 8 * a) * s - 4 * a if i in (0, 3) else ((a + 2) * s - (a + 3)) * s * s + 1
-                for i, s in enumerate(d)]
-    wx, wy = weights(tx), weights(ty)
-    xi, yi = xf.astype(np.intp), yf.astype(np.intp)
-    out = np.zeros(np.shape(x) + img.shape[2:], np.float32)
-    for j in range(4):
-        rows = np.clip(yi + j - 1, 0, h - 1)
-        line = np.zeros_like(out)
-        for i in range(4):
-            line += wx[i] * img[rows, np.clip(xi + i - 1, 0, w - 1)]
-        out += wy[j] * line
-    return out

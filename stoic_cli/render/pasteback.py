@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from stoic_cli.face.alignment import crop_region, face_ellipse, invert
-from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample
+from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample, sample_cubic
 from stoic_cli.render.imageops import grey
 
 
@@ -124,7 +124,7 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
         return out
     inv = np.linalg.inv(matrix[:, :2]).astype(np.float32)  # crop displacement -> photo pixels
     most = max(float(flow.max()), -float(flow.min())) if flow is not None else 0.0
-    reach = int(np.ceil(most * np.abs(inv).sum(1).max())) + 2
+    reach = int(np.ceil(most * np.abs(inv).sum(1).max())) + 3  # and the bicubic taps' two rows beyond
     w = out.shape[1]
     channels = out.shape[2] if out.ndim == 3 else 1
     pixels = _pixels(out, channels)
@@ -161,8 +161,10 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
         still = np.maximum(np.abs(dx), np.abs(dy)) <= 1e-3
         dx[still] = 0
         dy[still] = 0
-        # The photo read where the flow says: the pixels it leaves still read themselves, exactly.
-        new = np.rint(sample(out, px + dx, py + dy, "reflect").reshape(channels, -1))
+        # The photo read where the flow says, bicubic (bilinear reading would soften every moved
+        # pixel): the pixels it leaves still read themselves, exactly.
+        new = np.rint(sample_cubic(out, px + dx, py + dy, "reflect").reshape(channels, -1))
+        np.clip(new, *_range(out.dtype), out=new)
         if weight is not None:
             hit = np.flatnonzero(f[2] >= faint)
             m = np.take(f[2], hit)
@@ -174,6 +176,14 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
     for _, where, new in pending:
         np.put(pixels, where, _pixels(new, channels))
     return out
+
+
+def _range(dtype) -> tuple[float, float]:
+    """The values a pixel of `dtype` holds (bicubic reading overshoots them a little)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        return float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    return -np.inf, np.inf
 
 
 def _pixels(values: np.ndarray, channels: int) -> np.ndarray:

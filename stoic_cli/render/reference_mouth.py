@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stoic_cli.face.alignment import invert, transform_points
-from stoic_cli.face.resample import cast, sample
-from stoic_cli.render.imageops import blur, close, components, poisson_blend, redness, sample_cubic
+from stoic_cli.face.resample import cast, sample, sample_cubic
+from stoic_cli.render.imageops import blur, close, components, poisson_blend, redness
 from stoic_cli.render.pasteback import IDENTITY, render_face
 
 
@@ -130,7 +130,8 @@ class MouthLayer:
         cy = matrix[1, 0] * px + matrix[1, 1] * py + matrix[1, 2]
         weight = sample(self.weight, cx, cy, "constant")[..., None]
         a = self.mouth.crop_to_patch
-        value = sample_cubic(self.mouth.patch, a[0, 0] * cx + a[0, 1] * cy + a[0, 2], a[1, 0] * cx + a[1, 1] * cy + a[1, 2])
+        value = np.moveaxis(sample_cubic(np.asarray(self.mouth.patch, np.float32), a[0, 0] * cx + a[0, 1] * cy + a[0, 2],
+                                         a[1, 0] * cx + a[1, 1] * cy + a[1, 2]), 0, -1)
         value += np.moveaxis(sample(self.correction, cx, cy, "replicate"), 0, -1)
         region = image[y0:y1, x0:x1, :3].astype(np.float32)
         image[y0:y1, x0:x1, :3] = cast(region * (1 - weight) + value * weight, image.dtype)
