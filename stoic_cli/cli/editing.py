@@ -305,7 +305,7 @@ def edit(
     Examples: --attr smile=0.5 (half a typical smile), --attr age=10 (ten years older),
     --attr smile=-0.5 --attr surprise=0.3 (several at once); --list shows each range. The
     renderer moves the photo's own pixels (a dropping jaw, rising brows) and draws only what
-    is new; a smile keeps the photo's own lips and raises their corners (no teeth are drawn)."""
+    is new; a smile keeps the photo's own mouth and raises its corners (no teeth are drawn)."""
     from stoic_cli.edit.edits import AttributeEdit
     from stoic_cli.runtime.models import FaceModels
 

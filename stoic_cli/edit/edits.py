@@ -143,7 +143,7 @@ class AttributeEdit:
     settle: float = field(default=0.0, init=False)  # small amounts must still move
     mouth_source = None
     # The corners' rise per unit of a positive smile amount: the renderer's own smile keeps the
-    # lips nearly where they were and draws over them, and its fill is kept off the lips.
+    # lips nearly where they were and draws over them, and its fill is kept off the mouth.
     CORNER_RAISE_PER_SMILE = 0.015
 
     def __post_init__(self):

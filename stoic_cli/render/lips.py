@@ -12,7 +12,7 @@ real lip texture as it does everything else.
 Neutralize runs it after the renderer (the pipeline): the fill is kept off the lips where lips
 are found, the lips are closed, and a smile's lifted corners are lowered (stoic_cli.render
 .corners), all as motion of the photo's own pixels (docs/experiments.md, sessions 35 - 36). A
-smile edit keeps the fill off the lips too and raises the corners instead (`raise_corners`)."""
+smile edit keeps the fill off the whole mouth and raises the corners instead (`raise_corners`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -152,7 +152,7 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     fill is kept out of the mouth first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
     size = crop.shape[0]
-    lips_mask = _off_the_lips(crop, mask, geometry, corners)
+    lips_mask = _fill_kept_off(crop, mask, geometry.fill_box, corners)
     if lips_mask is None:
         return motion, mask, fill
     mask = lips_mask
@@ -169,10 +169,11 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
 def raise_corners(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, height: float,
                   geometry: LipGeometry = LipGeometry(), corners: CornerGeometry = CornerGeometry()
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A smile edit's rendering (as close_lips takes it) with the fill kept off the lips and the
-    mouth corners raised by `height` (a fraction of the crop's side) as motion of the photo's
-    own lips; left alone where no lips are found."""
-    lips_mask = _off_the_lips(crop, mask, geometry, corners)
+    """A smile edit's rendering (as close_lips takes it) with the fill kept off the whole mouth
+    box and the mouth corners raised by `height` (a fraction of the crop's side) as motion of
+    the photo's own lips and skin; left alone where no lips are found. (Neutralize keeps the
+    fill on the skin around the lips: there it lowers what the corners' motion leaves.)"""
+    lips_mask = _fill_kept_off(crop, mask, geometry.box, corners)
     if lips_mask is None:
         return motion, mask, fill
     mask = lips_mask
@@ -182,12 +183,14 @@ def raise_corners(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: 
     return motion, mask, fill
 
 
-def _off_the_lips(crop: np.ndarray, mask: np.ndarray, geometry: LipGeometry, corners: CornerGeometry):
-    """The fill mask kept off the lips, so the photo's own show; None where no lips are found
-    (a greyscale photo, a covered mouth): there the fill stays and nothing is moved."""
+def _fill_kept_off(crop: np.ndarray, mask: np.ndarray, box: tuple[float, float, float, float],
+                   corners: CornerGeometry):
+    """The fill mask kept off the box (fractions of the side), so the photo's own pixels show;
+    None where no lips are found (a greyscale photo, a covered mouth): there the fill stays and
+    nothing is moved."""
     if lip_line(crop, corners) is None:
         return None
-    return mask * (1 - mouth_box(crop.shape[0], geometry.fill_box))
+    return mask * (1 - mouth_box(crop.shape[0], box))
 
 
 def compose(motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, source_x: np.ndarray,
