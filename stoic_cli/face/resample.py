@@ -40,20 +40,26 @@ def _inside(i: np.ndarray, n: int, border: str) -> tuple[np.ndarray, np.ndarray 
     raise ValueError(f"border must be one of {BORDERS}, not {border!r}")
 
 
+def _points(image: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """The image made contiguous with its channel count, and the points: their shape, then
+    flattened, the pixel each lies past (x0, y0) and how far past it (fx, fy, float32)."""
+    image = np.ascontiguousarray(image)
+    c = image.shape[2] if image.ndim == 3 else 1
+    shape = np.shape(x)
+    x, y = np.ravel(x), np.ravel(y)
+    xf, yf = np.floor(x), np.floor(y)
+    return (image, c, shape, xf.astype(np.intp), yf.astype(np.intp),
+            (x - xf).astype(np.float32), (y - yf).astype(np.float32))
+
+
 def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: str = "replicate") -> np.ndarray:
     """Bilinear samples of `image` (H, W) or (H, W, C) at the points (x, y), float arrays of one
     shape: float32, channel first ((C,) + x.shape, or x.shape for a 2-D image). Neighbours
     outside the image are zero ("constant"), the edge pixel ("replicate") or mirrored
     ("reflect"). This is how cv2.remap and cv2.warpAffine read pixels. Channel by channel, each
     neighbour is one 1-D take, which numpy does far faster than gathering whole pixels."""
-    image = np.ascontiguousarray(image)
+    image, c, shape, x0, y0, fx, fy = _points(image, x, y)
     h, w = image.shape[:2]
-    c = image.shape[2] if image.ndim == 3 else 1
-    shape = np.shape(x)
-    x, y = np.ravel(x), np.ravel(y)
-    xf, yf = np.floor(x), np.floor(y)
-    fx, fy = (x - xf).astype(np.float32), (y - yf).astype(np.float32)
-    x0, y0 = xf.astype(np.intp), yf.astype(np.intp)
     flat = image.reshape(-1)
     keep = None
     if x0.size == 0 or (x0.min() >= 0 and y0.min() >= 0 and x0.max() < w - 1 and y0.max() < h - 1):
@@ -67,7 +73,7 @@ def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: str = "repli
         index, shifts = tuple((yi * w + xi) * c for yi in (ya, yb) for xi in (xa, xb)), (0, 0, 0, 0)
         if border == "constant":
             keep = (kya & kxa, kya & kxb, kyb & kxa, kyb & kxb)
-    out = np.empty((c, x.size), np.float32)
+    out = np.empty((c, x0.size), np.float32)
     for ch in range(c):
         p00, p01, p10, p11 = (np.take(flat[d + ch:], k) for k, d in zip(index, shifts))
         if keep is not None:
@@ -90,14 +96,9 @@ def sample_cubic(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: str = 
     laid out as `sample`'s. Bilinear reading between pixels averages neighbours, softening fine
     detail (teeth, lip lines, skin) by up to half; this keeps most of it, and a point on a pixel
     centre reads that pixel exactly. Values may overshoot the image's range a little."""
-    image = np.ascontiguousarray(image)
+    image, c, shape, x0, y0, fx, fy = _points(image, x, y)
     h, w = image.shape[:2]
-    c = image.shape[2] if image.ndim == 3 else 1
-    shape = np.shape(x)
-    x, y = np.ravel(x), np.ravel(y)
-    xf, yf = np.floor(x), np.floor(y)
-    wx, wy = _keys((x - xf).astype(np.float32)), _keys((y - yf).astype(np.float32))
-    x0, y0 = xf.astype(np.intp), yf.astype(np.intp)
+    wx, wy = _keys(fx), _keys(fy)
     flat = image.reshape(-1)
     if x0.size == 0 or (x0.min() >= 1 and y0.min() >= 1 and x0.max() < w - 2 and y0.max() < h - 2):
         # Every tap inside: one index, read through shifted views of the image.
@@ -109,9 +110,9 @@ def sample_cubic(image: np.ndarray, x: np.ndarray, y: np.ndarray, border: str = 
         cols = [_inside(x0 + i - 1, w, border) for i in range(4)]
         rows = [_inside(y0 + j - 1, h, border) for j in range(4)]
         taps = [((ri * w + ci) * c, 0, None if rk is None else rk & ck) for ri, rk in rows for ci, ck in cols]
-    out = np.empty((c, x.size), np.float32)
-    line = np.empty(x.size, np.float32)
-    term = np.empty(x.size, np.float32)
+    out = np.empty((c, x0.size), np.float32)
+    line = np.empty(x0.size, np.float32)
+    term = np.empty(x0.size, np.float32)
     for ch in range(c):
         out[ch] = 0
         for j in range(4):
