@@ -50,6 +50,11 @@ def test_straight_and_hanging_lips_are_left_alone():
     assert corner_sources(curved_mouth(8), amount=0.0) is None
 
 
+def test_a_line_lifted_beyond_belief_is_a_misreading_and_left_alone():
+    assert corner_sources(curved_mouth(8)) is not None
+    assert corner_sources(curved_mouth(8), geometry=CornerGeometry(most_believed=0.02)) is None
+
+
 def test_lifted_corners_come_down_and_in():
     crop = curved_mouth(8)
     sources = corner_sources(crop)

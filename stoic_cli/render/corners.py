@@ -30,6 +30,9 @@ class CornerGeometry:
     narrow_per_lift: float = 1.0  # each corner moves inwards by this much of its lowering
     most_narrow: float = 0.12  # of the mouth's half width, so the motion never folds over
     most_lift: float = 0.04  # corners lowered or raised by at most this (a misread line moves little)
+    # A line read with its corners higher than this above its middle is misread (a shadow, the
+    # lower lip's edge): no smile lifts them that far, and lowering it would draw a frown.
+    most_believed: float = 0.08
 
 
 def lip_line(crop: np.ndarray, geometry: CornerGeometry = CornerGeometry()):
@@ -72,13 +75,16 @@ def lip_line(crop: np.ndarray, geometry: CornerGeometry = CornerGeometry()):
 def corner_sources(crop: np.ndarray, amount: float = 1.0, geometry: CornerGeometry = CornerGeometry()):
     """(source_x, source_y), each (S, S) float, the crop position every output pixel reads to
     straighten a lifted lip line by `amount` (0..1); None where the corners do not lie above
-    the middle."""
+    the middle, or lie implausibly far above it."""
     amount = float(np.clip(amount, 0, 1))
     fit = _fitted_line(crop, geometry) if amount > 0 else None
     if fit is None:
         return None
-    lift = min(-fit[4], geometry.most_lift * crop.shape[0]) * amount  # the corners' height above the middle's
-    return _bend(fit, lift, crop.shape[0], geometry) if lift >= 0.5 else None
+    size = crop.shape[0]
+    if -fit[4] > geometry.most_believed * size:
+        return None
+    lift = min(-fit[4], geometry.most_lift * size) * amount  # the corners' height above the middle's
+    return _bend(fit, lift, size, geometry) if lift >= 0.5 else None
 
 
 def raise_sources(crop: np.ndarray, height: float, geometry: CornerGeometry = CornerGeometry()):
