@@ -149,13 +149,13 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     """One face's rendering (crop space, as `render_face` takes it) with the lips closed after
     it and a smile's lifted corners lowered: each is found in the crop
     as the rendering leaves it and composed with the rendering's motion, mask and fill. The
-    fill is kept out of the mouth first: the renderer's drawn lips are a blur, the photo's own
+    fill is kept off the lips first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
     size = crop.shape[0]
-    lips_mask = _fill_kept_off(crop, mask, geometry.fill_box, corners)
-    if lips_mask is None:
+    kept_off = _fill_kept_off(crop, mask, geometry.fill_box, corners)
+    if kept_off is None:
         return motion, mask, fill
-    mask = lips_mask
+    mask = kept_off
     xs = np.broadcast_to(np.arange(size, dtype=np.float32)[None], (size, size))
     rows = closing_rows(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry)
     if rows is not None:
@@ -173,10 +173,10 @@ def raise_corners(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: 
     box and the mouth corners raised by `height` (a fraction of the crop's side) as motion of
     the photo's own lips and skin; left alone where no lips are found. (Neutralize keeps the
     fill on the skin around the lips: there it lowers what the corners' motion leaves.)"""
-    lips_mask = _fill_kept_off(crop, mask, geometry.box, corners)
-    if lips_mask is None:
+    kept_off = _fill_kept_off(crop, mask, geometry.box, corners)
+    if kept_off is None:
         return motion, mask, fill
-    mask = lips_mask
+    mask = kept_off
     sources = raise_sources(render_face(crop, motion, mask, fill, IDENTITY), height, corners)
     if sources is not None:
         motion, mask, fill = compose(motion, mask, fill, *sources)
