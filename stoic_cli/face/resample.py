@@ -140,13 +140,20 @@ def _keys(t: np.ndarray) -> list[np.ndarray]:
     return [w_far[0], w_near[0], w_near[1], w_far[1]]
 
 
+def value_range(dtype) -> tuple[float, float]:
+    """The values a pixel of `dtype` holds: an integer type's range, any float for floats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        return float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    return -np.inf, np.inf
+
+
 def cast(values: np.ndarray, dtype) -> np.ndarray:
     """Float samples as `dtype`: integers rounded to nearest (cv2's saturate_cast)."""
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
-        info = np.iinfo(dtype)
         rounded = np.rint(values)
-        return np.clip(rounded, info.min, info.max, out=rounded).astype(dtype)
+        return np.clip(rounded, *value_range(dtype), out=rounded).astype(dtype)
     return values.astype(dtype, copy=False)
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from stoic_cli.face.alignment import crop_region, face_ellipse, invert
-from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample, sample_cubic
+from stoic_cli.face.resample import BAND_PIXELS, cast, gaussian_blur, sample, sample_cubic, value_range
 from stoic_cli.render.imageops import grey
 
 
@@ -164,7 +164,7 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
         # The photo read where the flow says, bicubic (bilinear reading would soften every moved
         # pixel): the pixels it leaves still read themselves, exactly.
         new = np.rint(sample_cubic(out, px + dx, py + dy, "reflect").reshape(channels, -1))
-        np.clip(new, *_range(out.dtype), out=new)
+        np.clip(new, *value_range(out.dtype), out=new)  # bicubic reading overshoots a little
         if weight is not None:
             hit = np.flatnonzero(f[2] >= faint)
             m = np.take(f[2], hit)
@@ -176,14 +176,6 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
     for _, where, new in pending:
         np.put(pixels, where, _pixels(new, channels))
     return out
-
-
-def _range(dtype) -> tuple[float, float]:
-    """The values a pixel of `dtype` holds (bicubic reading overshoots them a little)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        return float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
-    return -np.inf, np.inf
 
 
 def _pixels(values: np.ndarray, channels: int) -> np.ndarray:

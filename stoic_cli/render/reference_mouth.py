@@ -130,7 +130,7 @@ class MouthLayer:
         cy = matrix[1, 0] * px + matrix[1, 1] * py + matrix[1, 2]
         weight = sample(self.weight, cx, cy, "constant")[..., None]
         a = self.mouth.crop_to_patch
-        value = np.moveaxis(sample_cubic(np.asarray(self.mouth.patch, np.float32), a[0, 0] * cx + a[0, 1] * cy + a[0, 2],
+        value = np.moveaxis(sample_cubic(self.mouth.patch, a[0, 0] * cx + a[0, 1] * cy + a[0, 2],
                                          a[1, 0] * cx + a[1, 1] * cy + a[1, 2]), 0, -1)
         value += np.moveaxis(sample(self.correction, cx, cy, "replicate"), 0, -1)
         region = image[y0:y1, x0:x1, :3].astype(np.float32)
