@@ -123,6 +123,24 @@ def test_neutralizer_log(run):
     assert math.isfinite(state["best_val"])
 
 
+def test_neutralizer_for_shipped_codes_changes_only_expression_directions(run, tmp_path):
+    """A neutralizer fitted to an exported encoder (no VAE in its run), its change to the
+    expression part kept along the training people's first principal directions; exporting that
+    run writes the neutralizer alone."""
+    cfg = dataclasses.replace(run["cfg"], run=str(tmp_path / "ntr"), vae_init=str(run["models"]), expression_dims=64,
+                              neutralizer_subspace_dims=2, neutralizer_subspace_datasets=["taiwanese"])
+    state = torch.load(train_neutralizer(cfg, torch.device("cpu")), map_location="cpu", weights_only=False)
+    assert state["subspace_dims"] == 2 and 0 < state["subspace_variance_share"] <= 1
+    assert all(n > 0 for n in state["subspace_differences"])
+    weight, bias = state["neutralizer"]["fc.weight"].double(), state["neutralizer"]["fc.bias"].double()
+    z = torch.randn(50, 256, dtype=torch.float64) * 3
+    change = z @ weight.T + bias - z
+    assert torch.linalg.matrix_rank(change[:, -64:], tol=1e-4) <= 2
+    assert change[:, :-64].abs().max() > 1e-3  # the person part is the layer's own, untouched
+    written = export.export_all(tmp_path / "ntr", tmp_path / "out")
+    assert sorted(p.name for p in written) == ["neutralizer.onnx", "stoic.json"]
+
+
 def test_export_writes_three_networks_and_metadata(run):
     models = run["models"]
     assert sorted(p.name for p in run["exported"]) == sorted([f"{n}.onnx" for n in NETWORKS] + ["stoic.json"])

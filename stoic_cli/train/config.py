@@ -71,6 +71,16 @@ class TrainConfig:
     # and so moves every neutral face a little).
     neutralizer_neutral_target: str = "mean"
     neutralizer_neutral_weight: float = 0.5
+    # The layer's change to the expression part kept only along the first
+    # `neutralizer_subspace_dims` principal directions of how the training people's expressive
+    # codes differ from their neutral ones (0 = all of it). The rest of the change is what the
+    # layer does to any face unlike its few training people (an unfamiliar neutral face moved
+    # toward theirs), not expression. The directions come from the pairs of
+    # `neutralizer_datasets` and, weighted as much, of `neutralizer_subspace_datasets`: LFW's
+    # photo-to-photo changes are too noisy as targets but its 700 people show how expressions
+    # differ across faces.
+    neutralizer_subspace_dims: int = 0
+    neutralizer_subspace_datasets: list = field(default_factory=list)
     checkpoint_every: int = 250
     log_every: int = 25
     threads: int = 0  # 0 = all cores

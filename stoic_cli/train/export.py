@@ -39,9 +39,13 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, 
 
 
 def load_networks(run: Path) -> dict[str, nn.Module]:
+    """The run's networks; a run with a neutralizer alone (fitted to a shipped encoder, see
+    neutralizer_stage.frozen_encoder) exports the neutralizer alone."""
     device = torch.device("cpu")
-    enc, dec = load_vae(run, device)
-    nets_ = {"encoder": _EncoderMean(enc), "decoder": dec}
+    nets_: dict[str, nn.Module] = {}
+    if (run / "vae.pt").exists() or not (run / "neutralizer.pt").exists():
+        enc, dec = load_vae(run, device)
+        nets_ = {"encoder": _EncoderMean(enc), "decoder": dec}
     ntr_state = torch.load(run / "neutralizer.pt", map_location=device, weights_only=False)
     ntr = nets.Neutralizer()
     ntr.load_state_dict(ntr_state["neutralizer"])

@@ -23,7 +23,7 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
     alone."""
     run = setup_run(cfg)
     crops, labels = load_cache(cfg.cache)
-    enc, _ = load_vae(run, device)
+    enc = frozen_encoder(run, cfg, device)
     data = {}
     for split in ("train", "val"):
         groups = neutral_pairs(labels, split, tuple(cfg.neutralizer_datasets))
@@ -85,7 +85,63 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
             if row["val_expressive"] < best:
                 best, best_state = row["val_expressive"], {k: v.clone() for k, v in ntr.state_dict().items()}
     ntr.load_state_dict(best_state)
+    subspace = {}
+    if cfg.neutralizer_subspace_dims and cfg.expression_dims:
+        blocks = [expression_differences(enc, crops, labels, tuple(ds), device, cfg.expression_dims)
+                  for ds in (cfg.neutralizer_datasets, cfg.neutralizer_subspace_datasets) if ds]
+        directions, share = principal_directions(blocks, cfg.neutralizer_subspace_dims)
+        with torch.no_grad():
+            weight, bias = restrict_change(ntr.fc.weight.double().cpu().numpy(), ntr.fc.bias.double().cpu().numpy(),
+                                           directions, cfg.expression_dims)
+            ntr.fc.weight.copy_(torch.from_numpy(weight).float())
+            ntr.fc.bias.copy_(torch.from_numpy(bias).float())
+        subspace = {"subspace_dims": len(directions), "subspace_variance_share": round(share, 4),
+                    "subspace_differences": [len(b) for b in blocks]}
     ckpt = run / "neutralizer.pt"
     save_state(ckpt, neutralizer=ntr.state_dict(), step=cfg.neutralizer_steps, best_val=best,
-          pairs_train=int(is_expr.sum()), pairs_val=int(v_expr.sum()))
+               pairs_train=int(is_expr.sum()), pairs_val=int(v_expr.sum()), **subspace)
     return ckpt
+
+
+def frozen_encoder(run: Path, cfg: TrainConfig, device: torch.device) -> nets.Encoder:
+    """The run's own VAE encoder, else the ONNX encoder of `vae_init` (a neutralizer fitted to
+    an encoder that already ships)."""
+    if (run / "vae.pt").exists() or not cfg.vae_init:
+        return load_vae(run, device)[0]
+    from stoic_cli.train.export import import_onnx_vae
+    return import_onnx_vae(cfg.vae_init)[0].to(device).eval()
+
+
+def expression_differences(enc: nets.Encoder, crops: np.ndarray, labels: list[dict], datasets: tuple,
+                           device: torch.device, expression_dims: int) -> np.ndarray:
+    """Expression part of each training expressive code minus its person's mean neutral code."""
+    groups = neutral_pairs(labels, "train", datasets)
+    rows = sorted({r for g in groups.values() for r in g["neutral"] + g["expressive"]})
+    if not rows:
+        return np.zeros((0, expression_dims))
+    codes = dict(zip(rows, encode_rows(enc, crops, rows, device)[:, -expression_dims:].astype(np.float64)))
+    out = [codes[r] - np.mean([codes[n] for n in g["neutral"]], 0) for g in groups.values() for r in g["expressive"]]
+    return np.array(out).reshape(-1, expression_dims)
+
+
+def principal_directions(blocks: list[np.ndarray], k: int) -> tuple[np.ndarray, float]:
+    """The first k principal directions (k, dims) of the rows of all blocks, each block weighted
+    as much as the others whatever its size (uncentred: a difference's size is what counts),
+    and the share of the differences' energy they hold."""
+    blocks = [b for b in blocks if len(b)]
+    if not blocks:
+        raise ValueError("no expression differences to find the expression subspace from")
+    stacked = np.concatenate([b / math.sqrt(len(b)) for b in blocks])
+    _, singular, vt = np.linalg.svd(stacked, full_matrices=False)
+    k = min(k, len(vt))
+    return vt[:k], float((singular[:k] ** 2).sum() / (singular ** 2).sum())
+
+
+def restrict_change(weight: np.ndarray, bias: np.ndarray, directions: np.ndarray,
+                    expression_dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """An affine map z -> W z + b whose change W z + b - z to the last `expression_dims` entries
+    is projected onto `directions`; the other entries are left as they were. Still one layer."""
+    n = len(bias)
+    project = np.eye(n)
+    project[-expression_dims:, -expression_dims:] = directions.T @ directions
+    return np.eye(n) + project @ (weight - np.eye(n)), project @ bias
