@@ -44,6 +44,20 @@ def test_teeth_between_lips_are_the_interior_and_nothing_else():
     assert not inside[: int(0.58 * SIZE)].any(), "nothing above the mouth (nose, shadows)"
 
 
+def test_what_a_dark_ring_encloses_is_inside_too():
+    """A wide-open mouth: a tongue (as red as the lips) inside a ring of the dark inside; the
+    ring alone is found by colour, and the tongue between its rows must close with it."""
+    crop = mouth(14).astype(np.float32)
+    top = int(0.68 * SIZE) - 7
+    x0, x1 = int(0.40 * SIZE) + 4, int(0.60 * SIZE) - 4
+    crop[top:top + 14, x0:x1] = (45, 40, 40)  # the dark inside, not red
+    crop[top + 3:top + 12, x0 + 3:x1 - 3] = LIP  # the tongue
+    inside = interior_mask(np.clip(crop, 0, 255).astype(np.uint8))
+    assert inside[top + 3:top + 12, SIZE // 2].all(), "the tongue is inside"
+    assert inside[top + 7, x0 + 3:x1 - 3].all()
+    assert not inside[: int(0.58 * SIZE)].any()
+
+
 def test_closed_lips_are_left_alone():
     assert closing_rows(mouth(0)) is None
     crop = mouth(12)

@@ -68,10 +68,22 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
         if cost < 0.35 and cost < best_cost:
             best, best_cost = k, cost
     if best:
+        # Everything between the component's top and bottom in each column is inside too: teeth
+        # and a tongue can read as red as lips (yellowed teeth, a wide-open mouth), so only the
+        # ring around them may be found, and closing the ring alone left them standing.
+        found = _column_spans(labels == best)
         # One row more above and below: the interior's edge rows are half teeth, half lip.
-        found = labels == best
         box[y0:y1, x0:x1] = found | any_within(found, 1, above=True) | any_within(found, 1, above=False)
     return box
+
+
+def _column_spans(mask: np.ndarray) -> np.ndarray:
+    """`mask` filled in each column from its first to its last set row."""
+    rows = np.arange(mask.shape[0])[:, None]
+    has = mask.any(0)
+    first = np.where(has, np.argmax(mask, 0), mask.shape[0])
+    last = np.where(has, mask.shape[0] - 1 - np.argmax(mask[::-1], 0), -1)
+    return (rows >= first[None]) & (rows <= last[None])
 
 
 def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry()) -> np.ndarray | None:
