@@ -1,5 +1,7 @@
 """Stage `neutralizer`: StoicNet's one dense layer on the frozen encoder's codes, trained on
-(expressive, neutral) photos of the same person: || E(x_n) - Ntr(E(x_e)) ||^2. Cheap, so it is
+(expressive, neutral) photos of the same person: || E(x_n) - Ntr(E(x_e)) ||^2; then, with
+`neutralizer_subspace_dims`, its change to the expression part kept along the directions in
+which expressions differ (`restrict_change`), folded into the same layer. Cheap, so it is
 always retrained from scratch."""
 from __future__ import annotations
 
