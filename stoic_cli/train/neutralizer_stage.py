@@ -26,6 +26,7 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
     run = setup_run(cfg)
     crops, labels = load_cache(cfg.cache)
     enc = frozen_encoder(run, cfg, device)
+    encoded: dict[int, np.ndarray] = {}  # row -> code, shared with the subspace step below
     data = {}
     for split in ("train", "val"):
         groups = neutral_pairs(labels, split, tuple(cfg.neutralizer_datasets))
@@ -41,7 +42,7 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
                 src_rows.append(row)
                 tgt_keys.append(key)
         all_rows = sorted({r for g in groups.values() for r in g["neutral"]} | set(src_rows))
-        codes = dict(zip(all_rows, encode_rows(enc, crops, all_rows, device)))
+        codes = _codes(enc, crops, all_rows, device, encoded)
         targets = {k: np.mean([codes[r] for r in g["neutral"]], 0) for k, g in groups.items()}
         is_expr = np.array([row in set(groups[k]["expressive"]) for row, k in zip(src_rows, tgt_keys)])
         to_self = cfg.neutralizer_neutral_target == "self"
@@ -89,7 +90,7 @@ def train_neutralizer(cfg: TrainConfig, device: torch.device, progress=None) -> 
     ntr.load_state_dict(best_state)
     subspace = {}
     if cfg.neutralizer_subspace_dims and cfg.expression_dims:
-        blocks = [expression_differences(enc, crops, labels, tuple(ds), device, cfg.expression_dims)
+        blocks = [expression_differences(enc, crops, labels, tuple(ds), device, cfg.expression_dims, encoded)
                   for ds in (cfg.neutralizer_datasets, cfg.neutralizer_subspace_datasets) if ds]
         directions, share = principal_directions(blocks, cfg.neutralizer_subspace_dims)
         with torch.no_grad():
@@ -114,14 +115,24 @@ def frozen_encoder(run: Path, cfg: TrainConfig, device: torch.device) -> nets.En
     return import_onnx_vae(cfg.vae_init)[0].to(device).eval()
 
 
+def _codes(enc: nets.Encoder, crops: np.ndarray, rows: list[int], device: torch.device,
+           encoded: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """The codes of `rows`, encoding only those not already in `encoded` (which keeps them)."""
+    missing = [r for r in rows if r not in encoded]
+    encoded.update(zip(missing, encode_rows(enc, crops, missing, device)))
+    return {r: encoded[r] for r in rows}
+
+
 def expression_differences(enc: nets.Encoder, crops: np.ndarray, labels: list[dict], datasets: tuple,
-                           device: torch.device, expression_dims: int) -> np.ndarray:
+                           device: torch.device, expression_dims: int,
+                           encoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """Expression part of each training expressive code minus its person's mean neutral code."""
     groups = neutral_pairs(labels, "train", datasets)
     rows = sorted({r for g in groups.values() for r in g["neutral"] + g["expressive"]})
     if not rows:
         return np.zeros((0, expression_dims))
-    codes = dict(zip(rows, encode_rows(enc, crops, rows, device)[:, -expression_dims:].astype(np.float64)))
+    codes = {r: z[-expression_dims:].astype(np.float64)
+             for r, z in _codes(enc, crops, rows, device, {} if encoded is None else encoded).items()}
     out = [codes[r] - np.mean([codes[n] for n in g["neutral"]], 0) for g in groups.values() for r in g["expressive"]]
     return np.array(out).reshape(-1, expression_dims)
 
