@@ -117,6 +117,28 @@ def test_close_lips_composes_with_the_rendering():
     assert column.min() < 250, "the seam shows the interior's dark gap"
 
 
+def test_the_closed_lips_seam_is_redrawn_without_teeth_and_shaded():
+    """Where the closed lips meet, the jump in rows read would be spread by the paste-back over
+    the teeth: the band there is drawn from the lip colours beside it, darker in the middle."""
+    crop = mouth(12, seed=3)
+    motion = np.zeros((SIZE, SIZE, 2), np.float32)
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    fill = np.zeros((SIZE, SIZE, 3), np.float32)
+    motion2, mask2, fill2 = close_lips(crop, motion, mask, fill)
+    closed = render_face(crop, motion2, mask2, fill2, IDENTITY).astype(np.float32)
+    y, x0, x1 = int(0.68 * SIZE), int(0.40 * SIZE), int(0.60 * SIZE)
+    mouth_rows = closed[y - 16:y + 12, x0:x1]
+    assert (mouth_rows.sum(-1) > 600).sum() == 0, "no teeth left anywhere between the corners"
+    middle = closed[y - 16:y + 12, SIZE // 2].sum(1)
+    line = int(np.argmin(middle))
+    assert mask2[y - 16 + line, SIZE // 2] > 0.9, "the darkest row is the drawn seam"
+    lip = np.median(middle[np.abs(np.arange(middle.size) - line) >= 4][middle[np.abs(np.arange(middle.size) - line) >= 4] < 450])
+    assert 0.35 * lip < middle[line] < 0.8 * lip, "a shadow, darker than the lips but not black"
+    far = np.zeros((SIZE, SIZE), bool)
+    far[:120] = True
+    assert np.all(mask2[far] == 0), "nothing is drawn away from the mouth"
+
+
 def test_no_lips_to_be_found_leaves_the_rendering_alone():
     """A greyscale photo has no red lips to find: the renderer's fill stays over the mouth."""
     import cv2
@@ -128,7 +150,8 @@ def test_no_lips_to_be_found_leaves_the_rendering_alone():
     motion2, mask2, fill2 = close_lips(grey, motion, mask, fill)
     assert motion2 is motion and mask2 is mask and fill2 is fill
     _, mask3, _ = close_lips(mouth(12), motion, mask, fill)
-    assert mask3[int(0.68 * SIZE), SIZE // 2] < 0.05, "with lips found, the fill stays off them"
+    lips = [int(0.68 * SIZE) + dy for dy in (2, 4)]  # the closed lower lip, below the redrawn seam
+    assert (mask3[lips, SIZE // 2] < 0.05).all(), "with lips found, the fill stays off them"
 
 
 

@@ -4,10 +4,11 @@ A neutral face's lips meet. The renderer's smooth motion can squeeze an open smi
 a thin line but cannot remove it (it would need a jump in the motion), and its fill draws lips
 as a blur. Here the mouth interior (teeth and the dark inside: unlike lips and skin, not red) is
 found in each column of the rendered crop, and the rows above and below it are moved together
-until only a seam of its darkest rows is left: the upper lip comes down a little, the lower lip
-and jaw come up (a mouth closes mostly by the jaw). The result is a vertical motion in crop
-space, composed with the renderer's own (`close_lips`), so the full-resolution paste-back moves
-real lip texture as it does everything else.
+until they meet: the upper lip comes down a little, the lower lip and jaw come up (a mouth
+closes mostly by the jaw). The result is a vertical motion in crop space, composed with the
+renderer's own (`close_lips`), so the full-resolution paste-back moves real lip texture as it
+does everything else. Only the few rows where the lips meet are drawn (`draw_seam`): the
+motion's jump there would read the teeth between two photo pixels.
 
 Neutralize runs it after the renderer (the pipeline): the fill is kept off the lips where lips
 are found, the lips are closed, and a smile's lifted corners are lowered (stoic_cli.render
@@ -30,7 +31,6 @@ class LipGeometry:
     crop's side (the alignment template puts the mouth corners at y = 0.68)."""
     box: tuple[float, float, float, float] = (0.30, 0.58, 0.70, 0.80)  # x0, y0, x1, y1
     middle: float = 0.68  # the mouth line's height
-    seam: float = 0.008  # interior rows kept as the lips' seam
     upper_share: float = 1 / 3  # of the closing done by the upper lip (the jaw does the rest)
     upper_reach: float = 0.06  # rows above the mouth that move with the upper lip, fading out
     lower_reach: float = 0.16  # rows below that move with the lower lip and chin, fading out
@@ -86,9 +86,42 @@ def _column_spans(mask: np.ndarray) -> np.ndarray:
     return (rows >= first[None]) & (rows <= last[None])
 
 
+@dataclass(frozen=True)
+class SeamGeometry:
+    """The seam redrawn where the closed lips meet, in crop pixels of a 256 px crop (scaled
+    with the crop). The closing's rows meet in a jump that the full-resolution paste-back
+    spreads over a pixel or two, reading the teeth and the dark inside there; a thin dark line
+    flecked with teeth was left. The rows around the line are drawn instead: the lip colours
+    above and below blended, with a soft shadow in the middle, as where real lips meet."""
+    half_width: float = 1.5  # rows each side of the meeting line that are redrawn
+    shade: float = 0.5  # the shadow's depth at the line (a share of the lips' brightness)
+    sigma: float = 0.8  # the shadow's spread
+    taper: float = 0.2  # share of the seam's length over which the shadow fades out at each end
+
+
+@dataclass
+class LipClosing:
+    """What `closing` found: per output pixel the crop row it reads, and per column where the
+    closed lips meet and how strongly the seam is redrawn there (0 - 1)."""
+    rows: np.ndarray  # (S, S)
+    line: np.ndarray  # (S,) output row of the meeting line
+    top: np.ndarray  # (S,) the first and last output rows redrawn around it
+    bottom: np.ndarray
+    redraw: np.ndarray  # (S,) the seam's rows replaced (the interior's whole width)
+    shade: np.ndarray  # (S,) the shadow drawn (fading out towards the ends)
+
+
 def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry()) -> np.ndarray | None:
     """(S, S) float: for each output pixel the crop row it reads, closing the lips by `amount`
     (0 = open as they are, 1 = only the seam left); None where nothing needs to close."""
+    found = closing(crop, amount, geometry)
+    return None if found is None else found.rows
+
+
+def closing(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
+            seam: SeamGeometry = SeamGeometry()) -> LipClosing | None:
+    """The lips' closing by `amount` (see closing_rows) and where its seam lies; None where
+    nothing needs to close."""
     size = crop.shape[0]
     inside = interior_mask(crop, geometry)
     amount = float(np.clip(amount, 0, 1))
@@ -116,8 +149,7 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
     darkest = np.where(open_cols, darkest, spread(darkest))
     top, height = spread(top), _smooth(height, sigma)
     bottom = top + height  # first lip row below the interior
-    seam = min(geometry.seam * size, 2.0)
-    kept = np.maximum(height - amount * np.maximum(height - seam, 0), 0)  # interior rows left
+    kept = (1 - amount) * height  # interior rows left (the seam is drawn over the line: draw_seam)
     gap = height - kept
     if gap.max() < 0.5:
         return None
@@ -137,7 +169,28 @@ def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = 
     source = np.where(rows < start[None], rows - up[None] * above,
                       np.where(rows < end[None], first[None] + (rows - start[None]), rows + down[None] * below))
     source = np.where(keep[None], source, rows)
-    return source.astype(np.float32)
+    # The seam is redrawn across the interior's whole width: its thin ends (left open above)
+    # are a dark line too. Beyond the closed columns the line follows the interior's middle.
+    has = inside.any(0)
+    middle = (inside * rows).sum(0) / np.maximum(inside.sum(0), 1)
+    line = np.where(keep, (start + end) / 2, middle)
+    found_cols = np.flatnonzero(has | keep)
+    line = np.interp(np.arange(size), found_cols, line[found_cols])  # held level past the ends
+    # Every output row that still reads the interior (an edge column closed less than its
+    # smoothed neighbours) is redrawn too, not only the band around the line.
+    half = seam.half_width * size / 256
+    reads_inside = inside[np.clip(np.rint(source), 0, size - 1).astype(int), np.arange(size)[None]]
+    any_read = reads_inside.any(0)
+    lo = np.where(any_read, np.argmax(reads_inside, 0), size)
+    hi = np.where(any_read, size - 1 - np.argmax(reads_inside[::-1], 0), -1)
+    top = np.minimum(line - half, lo).astype(np.float32)
+    bottom = np.maximum(line + half, hi).astype(np.float32)
+    redraw = np.clip(2 * _smooth((has | keep) * 1.0, sigma), 0, 1)  # whole at the interior's last columns
+    cols = found_cols
+    from_end = np.minimum(np.arange(size) - cols[0], cols[-1] - np.arange(size)) / max(cols[-1] - cols[0], 1)
+    shade = np.clip(from_end / seam.taper, 0, 1) * redraw
+    return LipClosing(source.astype(np.float32), line.astype(np.float32), top, bottom,
+                      redraw.astype(np.float32), shade.astype(np.float32))
 
 
 def _parabola(values: np.ndarray, weights: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -157,9 +210,10 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
                amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
-               corners: CornerGeometry = CornerGeometry()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               corners: CornerGeometry = CornerGeometry(), seam: SeamGeometry = SeamGeometry()
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One face's rendering (crop space, as `render_face` takes it) with the lips closed after
-    it and a smile's lifted corners lowered: each is found in the crop
+    it, their seam redrawn, and a smile's lifted corners lowered: each is found in the crop
     as the rendering leaves it and composed with the rendering's motion, mask and fill. The
     fill is kept off the lips first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
@@ -169,13 +223,37 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
         return motion, mask, fill
     mask = kept_off
     xs = np.broadcast_to(np.arange(size, dtype=np.float32)[None], (size, size))
-    rows = closing_rows(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry)
-    if rows is not None:
-        motion, mask, fill = compose(motion, mask, fill, xs, rows)
+    found = closing(render_face(crop, motion, mask, fill, IDENTITY), amount, geometry, seam)
+    if found is not None:
+        motion, mask, fill = compose(motion, mask, fill, xs, found.rows)
+        mask, fill = draw_seam(render_face(crop, motion, mask, fill, IDENTITY), mask, fill, found, seam)
     sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY), amount, corners)
     if sources is not None:
         motion, mask, fill = compose(motion, mask, fill, *sources)
     return motion, mask, fill
+
+
+def draw_seam(closed: np.ndarray, mask: np.ndarray, fill: np.ndarray, found: LipClosing,
+              seam: SeamGeometry = SeamGeometry()) -> tuple[np.ndarray, np.ndarray]:
+    """The mask and fill with the rows around the closed lips' meeting line drawn over (the
+    crop `closed` as the closing leaves it): each column's lip colour two rows above and below
+    the band, blended down the band, darkened by a soft shadow along the line."""
+    size = closed.shape[0]
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    cols = np.arange(size)
+    image = np.asarray(closed, np.float32)
+    first = np.clip(np.floor(found.top) - 1, 1, size - 2).astype(int)  # the last lip row above
+    last = np.clip(np.ceil(found.bottom) + 1, 1, size - 2).astype(int)  # the first below
+    above = (image[first, cols] + image[first - 1, cols]) / 2
+    below = (image[last, cols] + image[last + 1, cols]) / 2
+    t = np.clip((rows - first[None]) / np.maximum(last - first, 1)[None], 0, 1)[..., None]
+    shadow = 1 - found.shade[None] * seam.shade * np.exp(-0.5 * ((rows - found.line[None]) / (seam.sigma * size / 256)) ** 2)
+    colour = ((1 - t) * above[None] + t * below[None]) * shadow[..., None]
+    inside = np.minimum(rows - found.top[None], found.bottom[None] - rows)  # >= 0 within the band
+    band = np.clip(inside + 1, 0, 1) * found.redraw[None]
+    new_mask = np.maximum(mask, band)
+    share = (band / np.maximum(new_mask, 1e-6))[..., None]  # of the new fill that is the seam's
+    return new_mask.astype(np.float32), (share * colour + (1 - share) * fill).astype(np.float32)
 
 
 def raise_corners(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray, height: float,
