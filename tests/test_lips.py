@@ -139,6 +139,17 @@ def test_the_closed_lips_seam_is_redrawn_without_teeth_and_shaded():
     assert np.all(mask2[far] == 0), "nothing is drawn away from the mouth"
 
 
+def test_a_partial_closing_draws_no_seam_over_the_interior_it_leaves():
+    crop = mouth(12, seed=3)
+    zero = np.zeros((SIZE, SIZE, 2), np.float32)
+    motion2, mask2, fill2 = close_lips(crop, zero, np.zeros((SIZE, SIZE), np.float32),
+                                       np.zeros((SIZE, SIZE, 3), np.float32), amount=0.5)
+    closed = render_face(crop, motion2, mask2, fill2, IDENTITY).astype(np.float32)
+    y = int(0.68 * SIZE)
+    assert (closed[y - 16:y + 12, SIZE // 2].sum(1) > 600).sum() >= 3, "half the teeth still show"
+    assert mask2[y - 16:y + 12, SIZE // 2].max() < 0.05, "and nothing is drawn over them"
+
+
 def test_no_lips_to_be_found_leaves_the_rendering_alone():
     """A greyscale photo has no red lips to find: the renderer's fill stays over the mouth."""
     import cv2

@@ -186,6 +186,7 @@ def closing(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGe
     top = np.minimum(line - half, lo).astype(np.float32)
     bottom = np.maximum(line + half, hi).astype(np.float32)
     redraw = np.clip(2 * _smooth((has | keep) * 1.0, sigma), 0, 1)  # whole at the interior's last columns
+    redraw *= kept < 0.5  # only where the lips meet: a partial closing leaves the interior to show
     cols = found_cols
     from_end = np.minimum(np.arange(size) - cols[0], cols[-1] - np.arange(size)) / max(cols[-1] - cols[0], 1)
     shade = np.clip(from_end / seam.taper, 0, 1) * redraw
