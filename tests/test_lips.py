@@ -2,7 +2,7 @@
 lips, the rows read skip it, and the closing composes with the renderer's motion."""
 import numpy as np
 
-from stoic_cli.render.lips import close_lips, closing_rows, interior_mask, raise_corners
+from stoic_cli.render.lips import LipGeometry, close_lips, closing_rows, interior_mask, raise_corners
 from stoic_cli.render.pasteback import render_face
 
 SIZE = 256
@@ -56,6 +56,32 @@ def test_what_a_dark_ring_encloses_is_inside_too():
     assert inside[top + 3:top + 12, SIZE // 2].all(), "the tongue is inside"
     assert inside[top + 7, x0 + 3:x1 - 3].all()
     assert not inside[: int(0.58 * SIZE)].any()
+
+
+def test_an_open_smiles_dark_corners_are_inside_too():
+    """The shadow beside the teeth at each corner is as red as the lips around it; it is still
+    the mouth's inside (closing without it left a dark dot at each corner)."""
+    crop = mouth(12).astype(np.float32)
+    top = int(0.68 * SIZE) - 6
+    x0, x1 = int(0.40 * SIZE), int(0.60 * SIZE)
+    for cols in (slice(x0, x0 + 4), slice(x1 - 4, x1)):
+        crop[top + 2:top + 10, cols] = (45, 12, 16)  # dark, and red
+    crop = np.clip(crop, 0, 255).astype(np.uint8)
+    inside = interior_mask(crop)
+    assert inside[top + 5, x0 + 1] and inside[top + 5, x1 - 2], "the dark corners are inside"
+    assert not inside[top - 4, x0 + 1] and not inside[top + 16, x0 + 1], "the lips around them are not"
+
+
+def test_a_highlight_on_the_lower_lip_is_not_an_interior():
+    """Less red than the lips and between lip rows, but beginning below the corners' line: a
+    closed mouth's shiny lower lip, which closing would pull up with the chin."""
+    crop = mouth(0).astype(np.float32)
+    y = int(0.68 * SIZE)
+    crop[y + 4:y + 7, int(0.43 * SIZE):int(0.57 * SIZE)] = (225, 200, 200)
+    crop = np.clip(crop, 0, 255).astype(np.uint8)
+    assert not interior_mask(crop).any()
+    assert interior_mask(crop, LipGeometry(interior_top=(0.0, 1.0))).any(), "found without the rule"
+    assert closing_rows(crop) is None
 
 
 def test_closed_lips_are_left_alone():

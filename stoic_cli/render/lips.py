@@ -37,6 +37,11 @@ class LipGeometry:
     least: float = 0.008  # interiors thinner than this are a closed mouth's seam: left alone
     fill_box: tuple[float, float, float, float] = (0.37, 0.63, 0.63, 0.75)  # the lips: the fill stays out
     enclosed: float = 0.05  # how far above and below a lip must lie for a pixel to be inside
+    # An open mouth's interior begins under the upper lip, near the corners' line: a less red
+    # patch that begins lower is the lower lip's highlight, one that begins higher the shadow
+    # above the upper lip (both found on neutral faces, where closing them moved the chin).
+    interior_top: tuple[float, float] = (0.60, 0.69)
+    corner_margin: float = 0.012  # beyond the interior's own rows, how far its dark corners may reach
     inside_red: float = -0.3  # inside pixels are less red than this (z-score of the mouth box's LAB a*)
 
 
@@ -64,17 +69,37 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
     for k, (left, top, width, height, area) in enumerate(stats, 1):
         if width < 0.15 * (x1 - x0) or width < 1.5 * height:
             continue
+        if not geometry.interior_top[0] * size <= y0 + top <= geometry.interior_top[1] * size:
+            continue
         cost = abs(left + width / 2 - cx) / (x1 - x0) + abs(top + height / 2 - cy) / (y1 - y0)
         if cost < 0.35 and cost < best_cost:
             best, best_cost = k, cost
     if best:
+        # The dark corners of an open smile (the shadow beside the teeth) are often as red as the
+        # lips around them, so the colour test leaves them out and closing left a dark dot at each
+        # corner: dark pixels joined to the interior, within its rows, are inside too.
+        margin = max(1, int(round(geometry.corner_margin * size)))
+        found = _with_dark_corners(labels == best, grey(crop[y0:y1, x0:x1]), margin)
         # Everything between the component's top and bottom in each column is inside too: teeth
         # and a tongue can read as red as lips (yellowed teeth, a wide-open mouth), so only the
         # ring around them may be found, and closing the ring alone left them standing.
-        found = _column_spans(labels == best)
+        found = _column_spans(found)
         # One row more above and below: the interior's edge rows are half teeth, half lip.
         box[y0:y1, x0:x1] = found | any_within(found, 1, above=True) | any_within(found, 1, above=False)
     return box
+
+
+def _with_dark_corners(found: np.ndarray, light: np.ndarray, margin: int) -> np.ndarray:
+    """`found` with the dark pixels joined to it (8-connected) added, within its rows and
+    `margin` rows either side: darker than the darker part of the interior and than most of
+    the mouth box (lips are darker than skin, but not half as dark)."""
+    rows = np.flatnonzero(found.any(1))
+    near = np.zeros_like(found)
+    near[max(rows[0] - margin, 0):rows[-1] + margin + 1] = True
+    dark = near & (light < min(np.percentile(light[found], 30), 0.5 * np.median(light)))
+    labels, _ = components(found | dark)
+    joined = np.unique(labels[found])
+    return np.isin(labels, joined[joined > 0])
 
 
 def _column_spans(mask: np.ndarray) -> np.ndarray:
