@@ -196,3 +196,25 @@ def test_settled_motion_keeps_big_moves_and_stills_small_ones():
     assert not out[0, 0].any() and not out[2:].any()
     assert np.allclose(out[1, 1], np.array([3, 4]) / 256 * (4 / 5)), "one pixel shorter, same direction"
     assert settled(motion, 0) is motion
+
+
+def test_a_jump_in_the_flow_is_read_from_one_side_never_between():
+    """Closed lips meet where the vertical flow jumps over the teeth's rows. A photo at three
+    times the crop's resolution has photo pixels between two crop rows; reading an interpolated
+    flow there would read the skipped rows (a white smear between the lips)."""
+    size, scale = 256, 3
+    photo = np.full((size * scale, size * scale, 3), 90, np.uint8)
+    # The rows the jump skips ("teeth"): the jump between crop rows 127 and 128 is read at its
+    # middle, 127.5, so crop rows 127.5 - 137.5 are skipped (a photo pixel's margin left for the
+    # bicubic reading's taps).
+    photo[int(127.5 * scale) + 1:int(137.5 * scale) - 1] = 250
+    matrix = np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]], np.float64)
+    motion = np.zeros((size, size, 2), np.float32)
+    motion[128:, :, 1] = 10 / size  # from crop row 128 on, read ten rows further down
+    out = render_face(photo, motion, np.zeros((size, size), np.float32), np.zeros((size, size, 3), np.float32), matrix)
+    middle = out[100 * scale:160 * scale, 128 * scale]
+    assert middle.max() < 150, "no pixel near the jump reads the skipped rows"
+    smooth = motion.copy()
+    smooth[..., 1] = np.clip((np.arange(size)[:, None] - 118) / 20, 0, 1) * 10 / size  # a stretch, not a jump
+    stretched = render_face(photo, smooth, np.zeros((size, size), np.float32), np.zeros((size, size, 3), np.float32), matrix)
+    assert stretched[100 * scale:160 * scale, 128 * scale].max() > 200, "a smooth flow still reads every row"

@@ -7,8 +7,8 @@ found in each column of the rendered crop, and the rows above and below it are m
 until they meet: the upper lip comes down a little, the lower lip and jaw come up (a mouth
 closes mostly by the jaw). The result is a vertical motion in crop space, composed with the
 renderer's own (`close_lips`), so the full-resolution paste-back moves real lip texture as it
-does everything else. Only the few rows where the lips meet are drawn (`draw_seam`): the
-motion's jump there would read the teeth between two photo pixels.
+does everything else. Only the few rows where the lips meet are drawn (`draw_seam`): their
+edges are half teeth.
 
 Neutralize runs it after the renderer (the pipeline): the fill is kept off the lips where lips
 are found, the lips are closed, and a smile's lifted corners are lowered (stoic_cli.render
@@ -38,9 +38,11 @@ class LipGeometry:
     fill_box: tuple[float, float, float, float] = (0.37, 0.63, 0.63, 0.75)  # the lips: the fill stays out
     enclosed: float = 0.05  # how far above and below a lip must lie for a pixel to be inside
     # An open mouth's interior begins under the upper lip, near the corners' line: a less red
-    # patch that begins lower is the lower lip's highlight, one that begins higher the shadow
-    # above the upper lip (both found on neutral faces, where closing them moved the chin).
+    # patch that begins lower is the lower lip's highlight, a narrow one that begins higher the
+    # shadow above the upper lip (both found on neutral faces and closed smiles, where closing
+    # them pulled the chin up). A wide smile's upper lip can lift its interior's top that high.
     interior_top: tuple[float, float] = (0.60, 0.69)
+    wide_interior: float = 0.16  # of the side: an interior this wide may begin above interior_top[0]
     corner_margin: float = 0.012  # beyond the interior's own rows, how far its dark corners may reach
     inside_red: float = -0.3  # inside pixels are less red than this (z-score of the mouth box's LAB a*)
 
@@ -69,7 +71,8 @@ def interior_mask(crop: np.ndarray, geometry: LipGeometry = LipGeometry()) -> np
     for k, (left, top, width, height, area) in enumerate(stats, 1):
         if width < 0.15 * (x1 - x0) or width < 1.5 * height:
             continue
-        if not geometry.interior_top[0] * size <= y0 + top <= geometry.interior_top[1] * size:
+        high, low = geometry.interior_top
+        if y0 + top > low * size or (y0 + top < high * size and width < geometry.wide_interior * size):
             continue
         cost = abs(left + width / 2 - cx) / (x1 - x0) + abs(top + height / 2 - cy) / (y1 - y0)
         if cost < 0.35 and cost < best_cost:
@@ -114,11 +117,12 @@ def _column_spans(mask: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class SeamGeometry:
     """The seam redrawn where the closed lips meet, in crop pixels of a 256 px crop (scaled
-    with the crop). The closing's rows meet in a jump that the full-resolution paste-back
-    spreads over a pixel or two, reading the teeth and the dark inside there; a thin dark line
-    flecked with teeth was left. The rows around the line are drawn instead: the lip colours
-    above and below blended, with a soft shadow in the middle, as where real lips meet."""
-    half_width: float = 1.5  # rows each side of the meeting line that are redrawn
+    with the crop). The paste-back reads the closing's jump from one side or the other
+    (pasteback.JUMP_PIXELS), but the rows beside the line are the teeth's and the lips' edges,
+    half of each: a thin dark line flecked with teeth was left. The rows around the line are
+    drawn instead: the lip colours above and below blended, with a soft shadow in the middle,
+    as where real lips meet. Drawn at the crop's resolution, so kept narrow."""
+    half_width: float = 1.0  # rows each side of the meeting line that are redrawn
     shade: float = 0.5  # the shadow's depth at the line (a share of the lips' brightness)
     sigma: float = 0.8  # the shadow's spread
     taper: float = 0.2  # share of the seam's length over which the shadow fades out at each end

@@ -16,6 +16,9 @@ from stoic_cli.render.imageops import grey
 
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop: render a crop onto itself
+# A vertical flow changing by more than this (crop pixels) from one crop row to the next is a
+# jump, not a stretch: only the lips' closing makes one (the renderer's motion is smooth).
+JUMP_PIXELS = 1.0
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:
@@ -115,6 +118,16 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
         # A weight this small moves no photo pixel (0..255) by half a level: those are left alone.
         faint = 0.49 / max(1.0, float(padded_values.max()), 255.0 - float(padded_values.min()))
     live = (layers[..., 0] != 0) | (layers[..., 1] != 0) | (layers[..., 2] != 0)
+    # Where the vertical flow jumps between two crop rows (closed lips meeting), a photo pixel
+    # between them reads the flow of the nearer row: interpolated, it would read the rows the
+    # jump skips (the teeth between the lips), a smear a photo pixel or two tall.
+    jumps = None
+    if flow is not None:
+        step = np.abs(np.diff(layers[..., 1], axis=0)) > JUMP_PIXELS
+        if step.any():
+            jumps = np.zeros((size + 2, size + 2), bool)  # padded cell (row j, col i) to row j + 1
+            jumps[:-1] = step
+            jumps[:, :-1] |= jumps[:, 1:]
     cells = np.zeros((size + 3, size + 3), bool)  # padded cell (j, i) at [j + 1, i + 1]; False around
     cells[1:-1, 1:-1] = live[:-1, :-1] | live[1:, :-1] | live[:-1, 1:] | live[1:, 1:]  # a nonzero corner
     if not cells.any():
@@ -156,6 +169,12 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
         py += r0
         where = py * w + px
         f = sample(layers, u, v)  # flow x, flow y (crop pixels), weight
+        if jumps is not None:
+            cell = np.take(jumps, np.clip(np.floor(v), 0, size + 1).astype(np.intp) * (size + 2)
+                           + np.clip(np.floor(u), 0, size + 1).astype(np.intp))
+            across = np.flatnonzero(cell)
+            if across.size:
+                f[:2, across] = sample(layers[..., :2], np.take(u, across), np.round(np.take(v, across)))
         dx = inv[0, 0] * f[0] + inv[0, 1] * f[1]
         dy = inv[1, 0] * f[0] + inv[1, 1] * f[1]
         still = np.maximum(np.abs(dx), np.abs(dy)) <= 1e-3
