@@ -16,9 +16,11 @@ from stoic_cli.render.imageops import grey
 
 
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop: render a crop onto itself
-# A vertical flow changing by more than this (crop pixels) from one crop row to the next is a
-# jump, not a stretch: only the lips' closing makes one (the renderer's motion is smooth).
-JUMP_PIXELS = 1.0
+# A vertical flow changing by more than this (crop pixels) from one crop row to the next, and
+# JUMP_RATIO times more than between the rows next to them, is a jump, not a stretch: only the
+# lips' closing makes one (the renderer's own motion can change by up to 2 per row, but
+# smoothly, over many rows).
+JUMP_PIXELS, JUMP_RATIO = 1.0, 2.5
 
 
 def _read_only(mask: np.ndarray) -> np.ndarray:
@@ -123,7 +125,9 @@ def _render(image: np.ndarray, matrix: np.ndarray, flow: np.ndarray | None, weig
     # jump skips (the teeth between the lips), a smear a photo pixel or two tall.
     jumps = None
     if flow is not None:
-        step = np.abs(np.diff(layers[..., 1], axis=0)) > JUMP_PIXELS
+        change = np.abs(np.diff(layers[..., 1], axis=0))  # row j to j + 1
+        beside = np.maximum(np.pad(change[:-1], ((1, 0), (0, 0))), np.pad(change[1:], ((0, 1), (0, 0))))
+        step = (change > JUMP_PIXELS) & (change > JUMP_RATIO * beside)
         if step.any():
             jumps = np.zeros((size + 2, size + 2), bool)  # padded cell (row j, col i) to row j + 1
             jumps[:-1] = step
