@@ -142,7 +142,7 @@ class LipClosing:
 
 def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry()) -> np.ndarray | None:
     """(S, S) float: for each output pixel the crop row it reads, closing the lips by `amount`
-    (0 = open as they are, 1 = only the seam left); None where nothing needs to close."""
+    (0 = open as they are, 1 = the lips meet); None where nothing needs to close."""
     found = closing(crop, amount, geometry)
     return None if found is None else found.rows
 
@@ -198,11 +198,22 @@ def closing(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGe
     source = np.where(rows < start[None], rows - up[None] * above,
                       np.where(rows < end[None], first[None] + (rows - start[None]), rows + down[None] * below))
     source = np.where(keep[None], source, rows)
+    line, top, bottom, redraw, shade = _seam(inside, source, keep, (start + end) / 2, kept, sigma, seam)
+    return LipClosing(source.astype(np.float32), line, top, bottom, redraw, shade)
+
+
+def _seam(inside: np.ndarray, source: np.ndarray, keep: np.ndarray, meeting: np.ndarray, kept: np.ndarray,
+          sigma: float, seam: SeamGeometry):
+    """Per column, the closed lips' meeting line and the rows to redraw around it (LipClosing's
+    line, top, bottom, redraw, shade), from the interior, the rows read (`source`), the columns
+    closed (`keep`), where they meet and how many interior rows each kept."""
+    size = inside.shape[0]
+    rows = np.arange(size, dtype=np.float32)[:, None]
     # The seam is redrawn across the interior's whole width: its thin ends (left open above)
     # are a dark line too. Beyond the closed columns the line follows the interior's middle.
     has = inside.any(0)
     middle = (inside * rows).sum(0) / np.maximum(inside.sum(0), 1)
-    line = np.where(keep, (start + end) / 2, middle)
+    line = np.where(keep, meeting, middle)
     found_cols = np.flatnonzero(has | keep)
     line = np.interp(np.arange(size), found_cols, line[found_cols])  # held level past the ends
     # Every output row that still reads the interior (an edge column closed less than its
@@ -212,15 +223,14 @@ def closing(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGe
     any_read = reads_inside.any(0)
     lo = np.where(any_read, np.argmax(reads_inside, 0), size)
     hi = np.where(any_read, size - 1 - np.argmax(reads_inside[::-1], 0), -1)
-    top = np.minimum(line - half, lo).astype(np.float32)
-    bottom = np.maximum(line + half, hi).astype(np.float32)
+    top = np.minimum(line - half, lo)
+    bottom = np.maximum(line + half, hi)
     redraw = np.clip(2 * _smooth((has | keep) * 1.0, sigma), 0, 1)  # whole at the interior's last columns
     redraw *= kept < 0.5  # only where the lips meet: a partial closing leaves the interior to show
-    cols = found_cols
-    from_end = np.minimum(np.arange(size) - cols[0], cols[-1] - np.arange(size)) / max(cols[-1] - cols[0], 1)
+    first, last = found_cols[0], found_cols[-1]
+    from_end = np.minimum(np.arange(size) - first, last - np.arange(size)) / max(last - first, 1)
     shade = np.clip(from_end / seam.taper, 0, 1) * redraw
-    return LipClosing(source.astype(np.float32), line.astype(np.float32), top, bottom,
-                      redraw.astype(np.float32), shade.astype(np.float32))
+    return tuple(v.astype(np.float32) for v in (line, top, bottom, redraw, shade))
 
 
 def _parabola(values: np.ndarray, weights: np.ndarray, where: np.ndarray) -> np.ndarray:
