@@ -2,12 +2,18 @@
 lips, the rows read skip it, and the closing composes with the renderer's motion."""
 import numpy as np
 
-from stoic_cli.render.lips import LipGeometry, close_lips, closing_rows, interior_mask, raise_corners
+from stoic_cli.render.lips import LipGeometry, close_lips, closing, interior_mask, raise_corners
 from stoic_cli.render.pasteback import render_face
 
 SIZE = 256
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
 SKIN, LIP, TEETH, SEAM = (200, 150, 120), (170, 60, 70), (235, 230, 215), (60, 30, 30)
+
+
+def closing_rows(crop: np.ndarray, amount: float = 1.0):
+    """The rows each output pixel reads (lips.closing's), or None where nothing closes."""
+    found = closing(crop, amount)
+    return None if found is None else found.rows
 
 
 def mouth(gap_rows: int, seed: int = 0) -> np.ndarray:

@@ -140,17 +140,10 @@ class LipClosing:
     shade: np.ndarray  # (S,) the shadow drawn (fading out towards the ends)
 
 
-def closing_rows(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry()) -> np.ndarray | None:
-    """(S, S) float: for each output pixel the crop row it reads, closing the lips by `amount`
-    (0 = open as they are, 1 = the lips meet); None where nothing needs to close."""
-    found = closing(crop, amount, geometry)
-    return None if found is None else found.rows
-
-
 def closing(crop: np.ndarray, amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
             seam: SeamGeometry = SeamGeometry()) -> LipClosing | None:
-    """The lips' closing by `amount` (see closing_rows) and where its seam lies; None where
-    nothing needs to close."""
+    """The lips' closing by `amount` (0 = open as they are, 1 = the lips meet): for each output
+    pixel the crop row it reads, and where the seam lies; None where nothing needs to close."""
     size = crop.shape[0]
     inside = interior_mask(crop, geometry)
     amount = float(np.clip(amount, 0, 1))

@@ -18,8 +18,8 @@ from stoic_cli.render.imageops import grey
 IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float64)  # crop -> crop: render a crop onto itself
 # A vertical flow changing by more than this (crop pixels) from one crop row to the next, and
 # JUMP_RATIO times more than between the rows next to them, is a jump, not a stretch: only the
-# lips' closing makes one (the renderer's own motion can change by up to 2 per row, but
-# smoothly, over many rows).
+# lips' closing makes one (the renderer's own motion can be as steep, but smoothly, over many
+# rows).
 JUMP_PIXELS, JUMP_RATIO = 1.0, 2.5
 
 
