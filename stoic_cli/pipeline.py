@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from stoic_cli.edit.edits import Edit, Reference
-from stoic_cli.edit.latent import neutral_codes
+from stoic_cli.edit.latent import amount_along, neutral_codes
 from stoic_cli.face.alignment import align_face, encoder_sized, transform_points
 from stoic_cli.face.detection import MIN_EYE_DISTANCE, Face, Skipped, usable_faces
 from stoic_cli.face.images import Photo
@@ -104,13 +104,16 @@ class Pipeline:
             z, zn = self.codes(crops)
         with self._stage("render"):
             rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
+            smile = self.models.smile_direction if edit.lip_closing > 0 else None
+            smile_shown = None if smile is None else amount_along(z, zn, smile)
         with self._stage("paste back"):
             out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
             edits = []
             for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
                 parts = settled(rendering.motion[i], edit.settle), rendering.mask[i], grey_like(crop, rendering.fill[i])
                 if edit.lip_closing > 0:
-                    parts = close_lips(crop, *parts, amount=edit.lip_closing)
+                    lowering = edit.lip_closing if smile_shown is None else edit.corner_lowering(float(smile_shown[i]))
+                    parts = close_lips(crop, *parts, amount=edit.lip_closing, lowering=lowering)
                 if edit.corner_raise > 0:
                     parts = raise_corners(crop, *parts, height=edit.corner_raise)
                 layer = None if edit.mouth_source is None else reference_mouth_layer(crop, *parts, edit.mouth_source)

@@ -87,3 +87,18 @@ def test_a_smile_edit_raises_the_corners_and_widens_the_mouth():
     capped_x, capped_y = raise_sources(crop, 10 * most)
     assert np.abs(capped_y - np.mgrid[0:SIZE, 0:SIZE][0]).max() <= most * SIZE + 0.5
     assert raise_sources(np.full((SIZE, SIZE, 3), SKIN, np.uint8), height) is None
+
+
+def test_close_lips_lowers_the_corners_only_as_far_as_asked():
+    """Neutralize asks for no lowering where the code shows no smile: a neutral mouth's line
+    that bends up is then left as it is, while the same line asked to come down does."""
+    from stoic_cli.render.lips import close_lips
+
+    crop = curved_mouth(8)
+    zero = np.zeros((SIZE, SIZE, 2), np.float32)
+    mask, fill = np.zeros((SIZE, SIZE), np.float32), np.zeros((SIZE, SIZE, 3), np.float32)
+    kept, _, _ = close_lips(crop, zero, mask, fill, amount=1.0, lowering=0.0)
+    lowered, _, _ = close_lips(crop, zero, mask, fill, amount=1.0, lowering=1.0)
+    corner, y = int(0.40 * SIZE), int(0.68 * SIZE - 8)
+    assert np.abs(kept).max() == 0, "no corner moved"
+    assert lowered[y, corner, 1] * SIZE < -2, "asked to, the corners read from above: they come down"

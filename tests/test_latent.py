@@ -117,3 +117,23 @@ def test_a_transfer_takes_the_references_mouth_only_at_its_full_expression():
     assert Transfer(Reference(np.ones((1, 8)), None)).mouth_source is None
     assert Neutralize().mouth_source is None and Neutralize(0.5).lip_closing == 0.5 and Neutralize(1.5).lip_closing == 1.0
     assert Transfer(ref).lip_closing == 0.0
+
+
+def test_the_smile_a_code_shows_is_read_along_the_smile_direction():
+    from stoic_cli.edit.latent import amount_along
+
+    rng = np.random.default_rng(0)
+    direction, zn = rng.normal(size=16), rng.normal(size=(3, 16))
+    z = zn + np.array([[0.0], [0.7], [-0.4]]) * direction
+    assert np.allclose(amount_along(z, zn, direction), [0.0, 0.7, -0.4])
+
+
+def test_neutralize_lowers_the_corners_by_the_smile_the_code_shows():
+    from stoic_cli.edit.edits import Neutralize, Transfer
+
+    n = Neutralize()
+    assert n.corner_lowering(n.SMILE_NONE - 1.0) == 0.0 and n.corner_lowering(n.SMILE_NONE) == 0.0
+    assert 0.0 < n.corner_lowering((n.SMILE_NONE + n.SMILE_FULL) / 2) < 1.0
+    assert n.corner_lowering(n.SMILE_FULL) == 1.0 and n.corner_lowering(n.SMILE_FULL + 3.0) == 1.0
+    assert Neutralize(0.5).corner_lowering(n.SMILE_FULL) == 0.5, "a partial neutralize lowers partly"
+    assert Transfer(None).corner_lowering(2.0) == 0.0

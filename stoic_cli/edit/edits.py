@@ -32,6 +32,11 @@ class Edit(Protocol):
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray: ...
 
+    def corner_lowering(self, smile_shown: float) -> float:
+        """How far (0..1) a face's lifted mouth corners come down after rendering, given how
+        much smile its code shows (stoic_cli.edit.latent.amount_along on the smile direction)."""
+        ...
+
     def scaled(self, fraction: float) -> "Edit": ...
 
     def describe(self) -> dict:
@@ -66,9 +71,18 @@ class Neutralize:
     def __post_init__(self):
         self.STRENGTH.check("--strength", self.strength)
 
+    # The corners come down only as far as the code says the face smiles: a neutral mouth's
+    # line often bends up a little too, and straightening it changes how the person looks.
+    # The ramp runs from where validation people's neutral photos lie to below their smiles.
+    SMILE_NONE, SMILE_FULL = 0.0, 0.5  # smile amounts shown: no lowering at or below, all of it at or above
+
     @property
     def lip_closing(self) -> float:
         return min(self.strength, 1.0)
+
+    def corner_lowering(self, smile_shown: float) -> float:
+        share = (smile_shown - self.SMILE_NONE) / (self.SMILE_FULL - self.SMILE_NONE)
+        return self.lip_closing * float(np.clip(share, 0.0, 1.0))
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return neutralize_codes(z, z_neutral, self.strength)
@@ -124,6 +138,9 @@ class Transfer:
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return transfer_codes(z_neutral, self.reference.displacement, self.alpha)
 
+    def corner_lowering(self, smile_shown: float) -> float:
+        return 0.0
+
     def scaled(self, fraction: float) -> "Transfer":
         return replace(self, alpha=self.alpha * fraction)
 
@@ -167,6 +184,9 @@ class AttributeEdit:
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return edit_codes(z, {k: self.attributes[k].direction for k in self.amounts}, self.amounts)
+
+    def corner_lowering(self, smile_shown: float) -> float:
+        return 0.0
 
     def scaled(self, fraction: float) -> "AttributeEdit":
         return replace(self, amounts={k: v * fraction for k, v in self.amounts.items()})

@@ -37,6 +37,15 @@ def transfer_codes(z_in_neutral: np.ndarray, displacement: np.ndarray, alpha: fl
     return z_in_neutral + alpha * displacement
 
 
+def amount_along(z: np.ndarray, z_neutral: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """(n_faces,) how far each face's expression (z - N(z)) reaches along an attribute's
+    direction, in that attribute's amounts: what an edit of that amount would add to the
+    neutral code."""
+    d = np.asarray(direction, np.float64).reshape(-1)
+    shown = (np.asarray(z, np.float64) - np.asarray(z_neutral, np.float64)).reshape(len(z), -1)
+    return shown @ d / max(float(d @ d), 1e-12)
+
+
 def edit_codes(z: np.ndarray, directions: dict[str, np.ndarray], amounts: dict[str, float]) -> np.ndarray:
     """Move each code by the requested amounts along the named directions; several add up."""
     out = z.astype(np.float32).copy()

@@ -242,11 +242,12 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.ndarray,
-               amount: float = 1.0, geometry: LipGeometry = LipGeometry(),
+               amount: float = 1.0, lowering: float | None = None, geometry: LipGeometry = LipGeometry(),
                corners: CornerGeometry = CornerGeometry(), seam: SeamGeometry = SeamGeometry()
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One face's rendering (crop space, as `render_face` takes it) with the lips closed after
-    it, their seam redrawn, and a smile's lifted corners lowered: each is found in the crop
+    it by `amount`, their seam redrawn, and a smile's lifted corners lowered by `lowering` (0..1;
+    `amount` when None): each is found in the crop
     as the rendering leaves it and composed with the rendering's motion, mask and fill. The
     fill is kept off the lips first: the renderer's drawn lips are a blur, the photo's own
     (moved, then closed) are not."""
@@ -260,7 +261,8 @@ def close_lips(crop: np.ndarray, motion: np.ndarray, mask: np.ndarray, fill: np.
     if found is not None:
         motion, mask, fill = compose(motion, mask, fill, xs, found.rows)
         mask, fill = draw_seam(render_face(crop, motion, mask, fill, IDENTITY), mask, fill, found, seam)
-    sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY), amount, corners)
+    sources = corner_sources(render_face(crop, motion, mask, fill, IDENTITY),
+                             amount if lowering is None else lowering, corners)
     if sources is not None:
         motion, mask, fill = compose(motion, mask, fill, *sources)
     return motion, mask, fill

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +127,13 @@ class FaceModels:
         if not path.exists():
             raise ModelNotFound(f"{path} not found: attribute directions are not installed. {HOW_TO_GET}")
         return read_attributes(path, self.settings.latent_dim)
+
+    @cached_property
+    def smile_direction(self) -> np.ndarray | None:
+        """The smile attribute's direction (latent_dim,): how much smile a code shows is read
+        along it (neutralize lowers a smile's corners by that). None for a model set without
+        attribute directions (a fresh export before `stoic train run attributes`): neutralize
+        then lowers every lifted lip line."""
+        if not (self.dir / "attributes.json").exists():
+            return None
+        return self.attributes()["smile"].direction.reshape(-1)
