@@ -82,10 +82,13 @@ class Pipeline:
             found = self.detector.detect(photo.rgb, min_eye_distance=self.min_eye_distance)
         return usable_faces(found, self.min_eye_distance, largest, photo.rgb.shape[:2])
 
-    def codes(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Own and neutral codes of aligned crops (any size; read at the encoder's)."""
+    def codes(self, crops: np.ndarray, at_most_own_smile: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Own and neutral codes of aligned crops (any size; read at the encoder's); with
+        `at_most_own_smile`, neutral codes that never smile more than their faces
+        (latent.neutral_codes)."""
         z = self.models.encode(encoder_sized(crops, self.size))
-        return z, neutral_codes(z, self.models.neutralize(z), self.models.settings.expression_dims)
+        smile = self.models.smile_direction if at_most_own_smile else None
+        return z, neutral_codes(z, self.models.neutralize(z), self.models.settings.expression_dims, smile)
 
     def read_reference(self, photo: Photo, source: str = "") -> Reference:
         """The photo's largest usable face as a transfer reference. Raises NoFaceError."""
@@ -101,7 +104,7 @@ class Pipeline:
         with self._stage("align + encode"):
             aligned = [align_face(photo.rgb, f.landmarks, self.render_size) for f in faces]
             crops = np.stack([c for c, _ in aligned])
-            z, zn = self.codes(crops)
+            z, zn = self.codes(crops, at_most_own_smile=edit.removes_expression)
         with self._stage("render"):
             rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
             smile = self.models.smile_direction if edit.lip_closing > 0 else None

@@ -146,7 +146,7 @@ class StubModels:
     image_size = 128
     render_size = 256
     provider = "stub"
-    smile_direction = np.ones(4, np.float32)
+    smile_direction = None  # a model set without attribute directions
     _checker = ((np.indices((256, 256)).sum(0) // 4) % 2 * 2 - 1).astype(np.float32)
 
     def __init__(self, model_dir=None, device="auto", threads=0):

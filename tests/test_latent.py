@@ -137,3 +137,24 @@ def test_neutralize_lowers_the_corners_by_the_smile_the_code_shows():
     assert n.corner_lowering(n.SMILE_FULL) == 1.0 and n.corner_lowering(n.SMILE_FULL + 3.0) == 1.0
     assert Neutralize(0.5).corner_lowering(n.SMILE_FULL) == 0.5, "a partial neutralize lowers partly"
     assert Transfer(None).corner_lowering(2.0) == 0.0
+    assert Neutralize().removes_expression and not Transfer(None).removes_expression
+
+
+def test_a_neutral_code_never_smiles_more_than_the_face():
+    """Where the neutralizer's change points toward a smile (a face unlike its training people,
+    a frown), that part of the change is left out; a smile's removal is untouched, and so is
+    the person part."""
+    from stoic_cli.edit.latent import amount_along, neutral_codes
+
+    rng = np.random.default_rng(1)
+    dims, smile = 4, np.concatenate([np.zeros(4), rng.normal(size=4)])
+    z = rng.normal(size=(2, 8)).astype(np.float32)
+    other = rng.normal(size=(2, 8)) * np.concatenate([np.zeros(4), np.ones(4)])
+    other -= amount_along(other, np.zeros_like(other), smile)[:, None] * smile  # no smile in it
+    toward = z - np.array([[0.8], [-0.5]]) * smile + other  # face 0 loses 0.8 smile, face 1 gains 0.5
+    plain = neutral_codes(z, toward.astype(np.float32), dims)
+    zn = neutral_codes(z, toward.astype(np.float32), dims, smile)
+    assert np.allclose(amount_along(z, zn, smile), [0.8, 0.0], atol=1e-5)
+    assert np.allclose(zn[0], plain[0]), "a smile's removal is untouched"
+    assert np.allclose(zn[1] - z[1], other[1], atol=1e-5), "the rest of the change stays"
+    assert np.array_equal(zn[:, :dims], z[:, :dims]), "the person part is the face's own"

@@ -26,6 +26,9 @@ class Edit(Protocol):
     settle: float
     # What the edited face takes of a reference photo's own mouth (a transfer's), or None.
     mouth_source: object | None
+    # Whether the edit takes the face toward its own neutral code (neutralize): that code then
+    # never smiles more than the face does (stoic_cli.edit.latent.neutral_codes).
+    removes_expression: bool
     # How far the mouth corners rise after rendering, with the photo's own lips (a fraction of
     # the crop's side): a smile edit's (stoic_cli.render.lips.raise_corners); 0 for the others.
     corner_raise: float
@@ -65,6 +68,7 @@ class Neutralize:
     name: str = field(default="neutralize", init=False)
 
     mouth_source = None
+    removes_expression = True
     corner_raise = 0.0
     settle = 1.0 / 256  # a pixel of the renderer's crop: a neutral photo stays itself
 
@@ -122,6 +126,7 @@ class Transfer:
     lip_closing: float = field(default=0.0, init=False)
     settle: float = field(default=0.0, init=False)
     corner_raise: float = field(default=0.0, init=False)
+    removes_expression = False
 
     def __post_init__(self):
         self.ALPHA.check("--alpha", self.alpha)
@@ -159,6 +164,7 @@ class AttributeEdit:
     lip_closing: float = field(default=0.0, init=False)
     settle: float = field(default=0.0, init=False)  # small amounts must still move
     mouth_source = None
+    removes_expression = False
     # The corners' rise per unit of a positive smile amount: the renderer's own smile keeps the
     # lips nearly where they were and draws over them, and its fill is kept off the mouth.
     CORNER_RAISE_PER_SMILE = 0.015

@@ -14,13 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def neutral_codes(z: np.ndarray, z_neutralized: np.ndarray, expression_dims: int) -> np.ndarray:
+def neutral_codes(z: np.ndarray, z_neutralized: np.ndarray, expression_dims: int,
+                  smile: np.ndarray | None = None) -> np.ndarray:
     """The neutral code of each face: the neutralizer's last `expression_dims` entries (the
-    expression part) after the face's own person part; 0 means the code has no split."""
+    expression part) after the face's own person part; 0 means the code has no split. With the
+    smile direction, a neutral code never smiles more than the face itself: on a face unlike
+    the neutralizer's training people (or a frown) its change can point toward a smile, and that
+    part of it is left out."""
     if not expression_dims:
-        return z_neutralized
-    out = np.array(z, dtype=np.float32, copy=True)
-    out[:, -expression_dims:] = z_neutralized[:, -expression_dims:]
+        out = np.array(z_neutralized, dtype=np.float32, copy=True)
+    else:
+        out = np.array(z, dtype=np.float32, copy=True)
+        out[:, -expression_dims:] = z_neutralized[:, -expression_dims:]
+    if smile is not None:
+        part = slice(-expression_dims, None) if expression_dims else slice(None)
+        d = np.asarray(smile, np.float64).reshape(-1)[part]
+        shown = amount_along(z[:, part], out[:, part], d)
+        out[:, part] += (np.minimum(shown, 0.0)[:, None] * d[None]).astype(np.float32)
     return out
 
 
