@@ -105,10 +105,10 @@ class Pipeline:
             aligned = [align_face(photo.rgb, f.landmarks, self.render_size) for f in faces]
             crops = np.stack([c for c, _ in aligned])
             z, zn = self.codes(crops, at_most_own_smile=edit.removes_expression)
+            smile = self.models.smile_direction if edit.lip_closing > 0 else None
+            smile_shown = None if smile is None else amount_along(z, zn, smile)  # what the lip steps go by
         with self._stage("render"):
             rendering = self.models.render(crops, z, edit.codes(z, zn).astype(np.float32))
-            smile = self.models.smile_direction if edit.lip_closing > 0 else None
-            smile_shown = None if smile is None else amount_along(z, zn, smile)
         with self._stage("paste back"):
             out = photo.rgb if inplace else photo.rgb.copy()  # every face renders into this one array
             edits = []

@@ -158,3 +158,21 @@ def test_a_neutral_code_never_smiles_more_than_the_face():
     assert np.allclose(zn[0], plain[0]), "a smile's removal is untouched"
     assert np.allclose(zn[1] - z[1], other[1], atol=1e-5), "the rest of the change stays"
     assert np.array_equal(zn[:, :dims], z[:, :dims]), "the person part is the face's own"
+
+
+def test_the_smile_direction_comes_from_attributes_json_when_it_has_one(shipped_models, tmp_path):
+    import json
+
+    from stoic_cli.runtime.models import FaceModels
+
+    shipped = FaceModels(shipped_models)
+    assert shipped.smile_direction.shape == (256,)
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in shipped_models.iterdir():
+        if f.name != "attributes.json" and f.is_file():
+            (models / f.name).symlink_to(f)
+    assert FaceModels(models).smile_direction is None, "no attributes.json"
+    age = json.loads((shipped_models / "attributes.json").read_text())["attributes"]["age"]
+    (models / "attributes.json").write_text(json.dumps({"format": 1, "attributes": {"age": age}}))
+    assert FaceModels(models).smile_direction is None, "attribute directions without a smile"

@@ -132,9 +132,10 @@ class FaceModels:
     def smile_direction(self) -> np.ndarray | None:
         """The smile attribute's direction (latent_dim,): how much smile a code shows is read
         along it (a neutral code never shows more than the face; neutralize lowers a smile's
-        corners by it). None for a model set without attribute directions (a fresh export
-        before `stoic train run attributes`): neutral codes are then the neutralizer's alone,
-        and neutralize lowers every lifted lip line."""
+        corners by it). None for a model set without a smile direction (a fresh export before
+        `stoic train run attributes`): neutral codes are then the neutralizer's alone, and
+        neutralize lowers every lifted lip line."""
         if not (self.dir / "attributes.json").exists():
             return None
-        return self.attributes()["smile"].direction.reshape(-1)
+        smile = self.attributes().get("smile")
+        return None if smile is None else smile.direction.reshape(-1)
