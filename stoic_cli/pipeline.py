@@ -115,7 +115,7 @@ class Pipeline:
             for i, (face, (crop, matrix)) in enumerate(zip(faces, aligned)):
                 parts = settled(rendering.motion[i], edit.settle), rendering.mask[i], grey_like(crop, rendering.fill[i])
                 if edit.lip_closing > 0:
-                    lowering = edit.lip_closing if smile_shown is None else edit.corner_lowering(float(smile_shown[i]))
+                    lowering = edit.corner_lowering(None if smile_shown is None else float(smile_shown[i]))
                     parts = close_lips(crop, *parts, amount=edit.lip_closing, lowering=lowering)
                 if edit.corner_raise > 0:
                     parts = raise_corners(crop, *parts, height=edit.corner_raise)

@@ -136,6 +136,7 @@ def test_neutralize_lowers_the_corners_by_the_smile_the_code_shows():
     assert 0.0 < n.corner_lowering((n.SMILE_NONE + n.SMILE_FULL) / 2) < 1.0
     assert n.corner_lowering(n.SMILE_FULL) == 1.0 and n.corner_lowering(n.SMILE_FULL + 3.0) == 1.0
     assert Neutralize(0.5).corner_lowering(n.SMILE_FULL) == 0.5, "a partial neutralize lowers partly"
+    assert Neutralize(0.5).corner_lowering(None) == 0.5, "no smile direction: every lifted line, as asked"
     assert Transfer(None).corner_lowering(2.0) == 0.0
     assert Neutralize().removes_expression and not Transfer(None).removes_expression
 

@@ -35,9 +35,10 @@ class Edit(Protocol):
 
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray: ...
 
-    def corner_lowering(self, smile_shown: float) -> float:
+    def corner_lowering(self, smile_shown: float | None) -> float:
         """How far (0..1) a face's lifted mouth corners come down after rendering, given how
-        much smile its code shows (stoic_cli.edit.latent.amount_along on the smile direction)."""
+        much smile its code shows (stoic_cli.edit.latent.amount_along on the smile direction;
+        None when the models have no smile direction)."""
         ...
 
     def scaled(self, fraction: float) -> "Edit": ...
@@ -84,7 +85,9 @@ class Neutralize:
     def lip_closing(self) -> float:
         return min(self.strength, 1.0)
 
-    def corner_lowering(self, smile_shown: float) -> float:
+    def corner_lowering(self, smile_shown: float | None) -> float:
+        if smile_shown is None:  # nothing to go by: every lifted lip line comes down
+            return self.lip_closing
         share = (smile_shown - self.SMILE_NONE) / (self.SMILE_FULL - self.SMILE_NONE)
         return self.lip_closing * float(np.clip(share, 0.0, 1.0))
 
@@ -143,7 +146,7 @@ class Transfer:
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return transfer_codes(z_neutral, self.reference.displacement, self.alpha)
 
-    def corner_lowering(self, smile_shown: float) -> float:
+    def corner_lowering(self, smile_shown: float | None) -> float:
         return 0.0
 
     def scaled(self, fraction: float) -> "Transfer":
@@ -191,7 +194,7 @@ class AttributeEdit:
     def codes(self, z: np.ndarray, z_neutral: np.ndarray) -> np.ndarray:
         return edit_codes(z, {k: self.attributes[k].direction for k in self.amounts}, self.amounts)
 
-    def corner_lowering(self, smile_shown: float) -> float:
+    def corner_lowering(self, smile_shown: float | None) -> float:
         return 0.0
 
     def scaled(self, fraction: float) -> "AttributeEdit":
